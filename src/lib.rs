@@ -1,0 +1,39 @@
+//! # skelact
+//!
+//! An embedded edge runtime that turns a depth camera's stream of human body
+//! joints into recognized actions (falls, gestures, everyday activities), and
+//! the workstation tooling that trains, evaluates and quantizes the models it
+//! runs.
+//!
+//! ## Usage
+//!
+//! ```no_run
+//! use skelact::skeleton::Layout;
+//! let layout = Layout::ntu25();
+//! assert_eq!(layout.num_joints(), 25);
+//! ```
+//!
+//! ## Types
+//!
+//! - [`skeleton`]: skeleton layouts, defined once (joint names + parents);
+//!   edges, bones, adjacency stacks, flips, body parts and mappings derive
+//!   from them.
+//! - [`model`]: the encoders (CTR-GCN, ST-GCN, EfficientGCN-B0) in candle,
+//!   model directories (`model.toml` + `weights.safetensors`), BN folding.
+//! - [`window`]: input streams (joint, bone, motion) computed from windows of
+//!   poses — one code path for training and serving.
+//!
+//! ## Performance
+//!
+//! Inference runs in candle on CPU (f32, f16 storage) or CUDA (feature
+//! `cuda`). Convolutions along time are written as matrix products, batch
+//! norm is folded into the preceding convolutions for inference.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod model;
+pub mod skeleton;
+pub mod source;
+pub mod window;
+
+pub use error::{Error, Result};

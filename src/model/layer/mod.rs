@@ -1,0 +1,16 @@
+//! Layers shared by the encoders: batch norm that also runs in f16, 1x1
+//! convolutions and temporal `(k, 1)` convolutions written as matrix
+//! products (candle's `conv2d` cannot express a `(9, 1)` kernel with
+//! `(4, 0)` padding and `(2, 1)` stride, and its im2col path is slow on CPU;
+//! see CANDLE-NOTES.md).
+//!
+//! Every layer takes its weights through a `VarBuilder` whose names match
+//! the PyTorch reference's `state_dict`, so checkpoints map one to one.
+
+pub mod activation;
+pub mod batch_norm;
+pub mod conv;
+
+pub use activation::{hard_swish, swish};
+pub use batch_norm::BatchNorm;
+pub use conv::{subsample_time, Pointwise, TemporalConv};

@@ -1,0 +1,332 @@
+//! From poses to model input: the one path shared by training and serving.
+//!
+//! A model card fixes what its input holds (streams, persons, center joint),
+//! how coordinates are normalized ([`Normalization`]) and how frames are
+//! taken ([`Sampling`]). [`prepare`] applies that contract to a sequence of
+//! poses and returns plain `(T, M, V, 3)` coordinates; [`to_input`] stacks a
+//! batch of them into a tensor and computes the card's streams with
+//! [`stream::compute`]. [`model_input`] does both for one sequence.
+//!
+//! The steps follow the CTR-GCN authors' feeders (Chen et al., ICCV 2021):
+//!
+//! 1. keep the card's number of persons (missing ones are zeros);
+//! 2. center: subtract the center joint of the first valid frame of person 0
+//!    from every joint of every present person (`feeder_ntu.py`,
+//!    `feeder_ucla.py`);
+//! 3. an optional in-place transform of the coordinates — training
+//!    augmentations plug in here, so they act on centered metres, as the
+//!    reference's `rand_view_transform` does;
+//! 4. for [`Normalization::CenterFirstFrameMinMax`], min-max scale each axis
+//!    to `[-1, 1]` over the whole sequence (`feeder_ucla.py`);
+//! 5. frame selection: explicit indices (training draws them at random), or
+//!    the card's policy — evenly spaced for [`Sampling::ClipResample`]
+//!    (`np.linspace(0, T - 1, frames).astype(int)`), the newest frames for
+//!    [`Sampling::Window`], the first frames for [`Sampling::CropFirst`] —
+//!    with zeros where the sequence is too short.
+
+use candle_core::{Device, Tensor};
+
+use super::stream;
+use crate::model::card::{Normalization, Sampling};
+use crate::model::ModelCard;
+use crate::source::Clip;
+use crate::{Error, Result};
+
+/// A borrowed sequence of poses: joint positions `(T, M, V, 3)` row-major
+/// (frame, person, joint, xyz), metres; an absent person is all zeros.
+#[derive(Debug, Clone, Copy)]
+pub struct PoseSeq<'a> {
+    /// The coordinates, `frames * persons * num_joints * 3` values.
+    pub joints: &'a [f32],
+    /// T.
+    pub frames: usize,
+    /// M.
+    pub persons: usize,
+    /// V.
+    pub num_joints: usize,
+}
+
+impl<'a> PoseSeq<'a> {
+    /// Checks that `joints` holds `T * M * V * 3` values.
+    pub fn new(joints: &'a [f32], frames: usize, persons: usize, num_joints: usize) -> Result<Self> {
+        let want = frames
+            .checked_mul(persons)
+            .and_then(|x| x.checked_mul(num_joints))
+            .and_then(|x| x.checked_mul(3));
+        if want != Some(joints.len()) || frames == 0 || persons == 0 || num_joints == 0 {
+            return Err(Error::shape(
+                "pose sequence",
+                format!("(T={frames}, M={persons}, V={num_joints}, 3), all non-zero"),
+                &[joints.len()],
+            ));
+        }
+        Ok(Self {
+            joints,
+            frames,
+            persons,
+            num_joints,
+        })
+    }
+
+    /// The poses of a dataset clip.
+    pub fn from_clip(clip: &'a Clip) -> Result<Self> {
+        Self::new(
+            &clip.joints,
+            clip.num_frames,
+            clip.num_persons,
+            clip.num_joints,
+        )
+    }
+}
+
+/// Coordinates after [`prepare`]: `(T, M, V, 3)` row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// The coordinates.
+    pub joints: Vec<f32>,
+    /// T (the card's frames).
+    pub frames: usize,
+    /// M (the card's persons).
+    pub persons: usize,
+    /// V.
+    pub num_joints: usize,
+}
+
+/// `frames` indices spread evenly over `0..len`, as
+/// `np.linspace(0, len - 1, frames).astype(int)` (truncation).
+pub fn even_indices(len: usize, frames: usize) -> Vec<usize> {
+    if len == 0 {
+        return Vec::new();
+    }
+    if frames == 1 {
+        return vec![0];
+    }
+    let last = (len - 1) as f64;
+    (0..frames)
+        .map(|i| ((i as f64 * last / (frames - 1) as f64) as usize).min(len - 1))
+        .collect()
+}
+
+/// The frames the card's sampling policy takes from a sequence of `len`
+/// frames, at evaluation time: `None` marks a zero frame.
+pub fn contract_indices(len: usize, frames: usize, sampling: Sampling) -> Vec<Option<usize>> {
+    match sampling {
+        Sampling::ClipResample => even_indices(len, frames).into_iter().map(Some).collect(),
+        Sampling::CropFirst => (0..frames).map(|i| (i < len).then_some(i)).collect(),
+        Sampling::Window => {
+            let start = len.saturating_sub(frames);
+            (0..frames)
+                .map(|i| (start + i < len).then_some(start + i))
+                .collect()
+        }
+    }
+}
+
+/// Whether person `m` of frame `t` has any non-zero coordinate.
+fn present(x: &[f32], t: usize, m: usize, persons: usize, v: usize) -> bool {
+    let i = (t * persons + m) * v * 3;
+    x[i..i + v * 3].iter().any(|&a| a != 0.0)
+}
+
+/// Applies normalization step 2 (centering) in place to `x: (T, M, V, 3)`.
+fn center_first_frame(x: &mut [f32], t: usize, m: usize, v: usize, center: usize) {
+    let Some(f0) = (0..t).find(|&f| present(x, f, 0, m, v)) else {
+        return;
+    };
+    let i = (f0 * m * v + center) * 3;
+    let c = [x[i], x[i + 1], x[i + 2]];
+    for f in 0..t {
+        for p in 0..m {
+            if !present(x, f, p, m, v) {
+                continue;
+            }
+            let base = (f * m + p) * v * 3;
+            for j in x[base..base + v * 3].chunks_exact_mut(3) {
+                j[0] -= c[0];
+                j[1] -= c[1];
+                j[2] -= c[2];
+            }
+        }
+    }
+}
+
+/// Min-max scales each axis of the present persons of `x: (T, M, V, 3)` to
+/// `[-1, 1]`; an axis without extent becomes 0.
+fn min_max(x: &mut [f32], t: usize, m: usize, v: usize) {
+    let mut lo = [f32::INFINITY; 3];
+    let mut hi = [f32::NEG_INFINITY; 3];
+    let persons: Vec<(usize, usize)> = (0..t)
+        .flat_map(|f| (0..m).map(move |p| (f, p)))
+        .filter(|&(f, p)| present(x, f, p, m, v))
+        .collect();
+    for &(f, p) in &persons {
+        let base = (f * m + p) * v * 3;
+        for j in x[base..base + v * 3].chunks_exact(3) {
+            for a in 0..3 {
+                lo[a] = lo[a].min(j[a]);
+                hi[a] = hi[a].max(j[a]);
+            }
+        }
+    }
+    for &(f, p) in &persons {
+        let base = (f * m + p) * v * 3;
+        for j in x[base..base + v * 3].chunks_exact_mut(3) {
+            for a in 0..3 {
+                let range = hi[a] - lo[a];
+                j[a] = if range > 0.0 {
+                    (j[a] - lo[a]) / range * 2.0 - 1.0
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+/// Options of [`prepare`] beyond the card.
+#[derive(Default)]
+pub struct PrepareOptions<'a> {
+    /// Frames to take, in order (`None` = a zero frame); when absent, the
+    /// card's sampling policy at evaluation time ([`contract_indices`]).
+    pub frames: Option<&'a [Option<usize>]>,
+    /// In-place transform of the centered `(T, M, V, 3)` coordinates, called
+    /// with `(coords, T, M, V)` before min-max scaling and frame selection
+    /// (training augmentations).
+    pub transform: Option<&'a mut dyn FnMut(&mut [f32], usize, usize, usize)>,
+}
+
+/// Applies the card's contract to `poses`: persons, normalization, optional
+/// transform, frame selection. Returns `(card frames, card persons, V, 3)`.
+pub fn prepare(poses: PoseSeq, card: &ModelCard, opts: PrepareOptions) -> Result<Prepared> {
+    let layout = card.layout()?;
+    let v = layout.num_joints();
+    if poses.num_joints != v {
+        return Err(Error::mismatch(
+            "joints per pose",
+            format!("{v} ({} layout)", layout.name()),
+            poses.num_joints,
+        ));
+    }
+    let (t, m) = (poses.frames, card.input.persons);
+    // 1. persons
+    let mut x = vec![0.0f32; t * m * v * 3];
+    let keep = m.min(poses.persons);
+    for f in 0..t {
+        let src = f * poses.persons * v * 3;
+        let dst = f * m * v * 3;
+        x[dst..dst + keep * v * 3].copy_from_slice(&poses.joints[src..src + keep * v * 3]);
+    }
+    // 2. centering
+    match card.normalization {
+        Normalization::None => {}
+        Normalization::CenterFirstFrame | Normalization::CenterFirstFrameMinMax => {
+            center_first_frame(&mut x, t, m, v, card.input.center_joint)
+        }
+    }
+    // 3. transform
+    if let Some(tf) = opts.transform {
+        tf(&mut x, t, m, v);
+    }
+    // 4. scaling
+    if card.normalization == Normalization::CenterFirstFrameMinMax {
+        min_max(&mut x, t, m, v);
+    }
+    // 5. frames
+    let frames = card.temporal.frames;
+    let owned;
+    let idx = match opts.frames {
+        Some(i) => i,
+        None => {
+            owned = contract_indices(t, frames, card.temporal.sampling);
+            &owned
+        }
+    };
+    if idx.len() != frames {
+        return Err(Error::mismatch(
+            "frame indices",
+            format!("{frames} (temporal.frames)"),
+            idx.len(),
+        ));
+    }
+    let stride = m * v * 3;
+    let mut out = vec![0.0f32; frames * stride];
+    for (k, i) in idx.iter().enumerate() {
+        if let Some(i) = *i {
+            if i >= t {
+                return Err(Error::mismatch(
+                    "frame index",
+                    format!("below the sequence's {t} frames"),
+                    i,
+                ));
+            }
+            out[k * stride..(k + 1) * stride].copy_from_slice(&x[i * stride..(i + 1) * stride]);
+        }
+    }
+    Ok(Prepared {
+        joints: out,
+        frames,
+        persons: m,
+        num_joints: v,
+    })
+}
+
+/// Stacks prepared sequences into the model input `(N, C, T, V, M)` with
+/// the card's streams.
+pub fn to_input(batch: &[&Prepared], card: &ModelCard, device: &Device) -> Result<Tensor> {
+    let Some(first) = batch.first() else {
+        return Err(Error::config("batch", "needs at least one sequence"));
+    };
+    let (t, m, v) = (first.frames, first.persons, first.num_joints);
+    let mut data = Vec::with_capacity(batch.len() * t * m * v * 3);
+    for p in batch {
+        if (p.frames, p.persons, p.num_joints) != (t, m, v) {
+            return Err(Error::shape(
+                "prepared sequence",
+                format!("(T={t}, M={m}, V={v}, 3)"),
+                &[p.frames, p.persons, p.num_joints, 3],
+            ));
+        }
+        data.extend_from_slice(&p.joints);
+    }
+    // (N, T, M, V, C) -> (N, C, T, V, M)
+    let x = Tensor::from_vec(data, (batch.len(), t, m, v, 3), device)?
+        .permute((0, 4, 1, 3, 2))?
+        .contiguous()?;
+    stream::compute(&x, &card.input.streams, card.layout()?, card.input.center_joint)
+}
+
+/// The model input `(1, C, T, V, M)` for one sequence of poses under the
+/// card's contract (evaluation-time frame selection).
+pub fn model_input(poses: PoseSeq, card: &ModelCard, device: &Device) -> Result<Tensor> {
+    let p = prepare(poses, card, PrepareOptions::default())?;
+    to_input(&[&p], card, device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn even_indices_match_numpy_linspace() {
+        // np.linspace(0, 9, 4).astype(int) = [0, 3, 6, 9]
+        assert_eq!(even_indices(10, 4), vec![0, 3, 6, 9]);
+        // np.linspace(0, 2, 5).astype(int) = [0, 0, 1, 1, 2]
+        assert_eq!(even_indices(3, 5), vec![0, 0, 1, 1, 2]);
+        assert_eq!(even_indices(1, 3), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn window_takes_newest_frames() {
+        let w = contract_indices(5, 3, Sampling::Window);
+        assert_eq!(w, vec![Some(2), Some(3), Some(4)]);
+        let w = contract_indices(2, 3, Sampling::Window);
+        assert_eq!(w, vec![Some(0), Some(1), None]);
+    }
+
+    #[test]
+    fn min_max_maps_to_unit_interval() {
+        let mut x = vec![0.5, 1.0, 2.0, 1.5, 3.0, 2.0];
+        min_max(&mut x, 1, 1, 2);
+        assert_eq!(x, vec![-1.0, -1.0, 0.0, 1.0, 1.0, 0.0]);
+    }
+}
