@@ -22,6 +22,12 @@
 //!   model directories (`model.toml` + `weights.safetensors`), BN folding.
 //! - [`window`]: input streams (joint, bone, motion) computed from windows of
 //!   poses — one code path for training and serving.
+//! - [`source`]: dataset readers, and the live [`source::JointSource`]s
+//!   (synthetic scene, dataset replay, recordings, UDP).
+//! - [`runtime`]: the live pipeline — tracker, windows, batched inference,
+//!   decisions, sinks, latency histograms — behind
+//!   [`runtime::Runtime::builder`].
+//! - [`board`]: board profiles (`boards/*.toml`).
 //!
 //! ## Performance
 //!
@@ -30,10 +36,14 @@
 //! norm is folded into the preceding convolutions for inference.
 #![warn(missing_docs)]
 
+pub mod board;
 pub mod error;
 pub mod model;
+pub mod runtime;
 pub mod skeleton;
 pub mod source;
+#[cfg(feature = "train")]
+pub mod train;
 pub mod window;
 
 pub use error::{Error, Result};

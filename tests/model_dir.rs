@@ -33,7 +33,13 @@ fn window(card: &ModelCard, n: usize) -> Tensor {
     Tensor::randn(
         0f32,
         0.5,
-        (n, card.input.channels(), card.temporal.frames, v, card.input.persons),
+        (
+            n,
+            card.input.channels(),
+            card.temporal.frames,
+            v,
+            card.input.persons,
+        ),
         &Device::Cpu,
     )
     .unwrap()
@@ -64,32 +70,50 @@ fn mismatches_are_refused_naming_the_field() {
     let mut card = edge_card();
     card.skeleton.edge_hash = "0000".into();
     let err = card.validate().unwrap_err();
-    assert!(matches!(&err, Error::Mismatch { field, .. } if field == "skeleton.edge_hash"), "{err}");
+    assert!(
+        matches!(&err, Error::Mismatch { field, .. } if field == "skeleton.edge_hash"),
+        "{err}"
+    );
 
     let mut card = edge_card();
     card.classes.pop();
     let err = card.validate().unwrap_err();
-    assert!(matches!(&err, Error::Mismatch { field, .. } if field.ends_with("num_class")), "{err}");
+    assert!(
+        matches!(&err, Error::Mismatch { field, .. } if field.ends_with("num_class")),
+        "{err}"
+    );
 
     let mut card = edge_card();
     card.input.persons = 2;
     let err = card.validate().unwrap_err();
-    assert!(matches!(&err, Error::Mismatch { field, .. } if field.ends_with("num_person")), "{err}");
+    assert!(
+        matches!(&err, Error::Mismatch { field, .. } if field.ends_with("num_person")),
+        "{err}"
+    );
 
     let mut card = edge_card();
     card.input.streams.push(skelact::window::Stream::Bone);
     let err = card.validate().unwrap_err();
-    assert!(matches!(&err, Error::Mismatch { field, .. } if field.ends_with("in_channels")), "{err}");
+    assert!(
+        matches!(&err, Error::Mismatch { field, .. } if field.ends_with("in_channels")),
+        "{err}"
+    );
 
     let mut card = edge_card();
     card.skeleton.layout = "ntu25".into();
     card.skeleton.edge_hash = skelact::skeleton::Layout::ntu25().edge_hash();
     let err = card.validate().unwrap_err();
-    assert!(matches!(&err, Error::Mismatch { field, .. } if field.ends_with("num_point")), "{err}");
+    assert!(
+        matches!(&err, Error::Mismatch { field, .. } if field.ends_with("num_point")),
+        "{err}"
+    );
 
     let mut card = edge_card();
     card.skeleton.layout = "kinect99".into();
-    assert!(matches!(card.validate().unwrap_err(), Error::Unknown { kind: "layout", .. }));
+    assert!(matches!(
+        card.validate().unwrap_err(),
+        Error::Unknown { kind: "layout", .. }
+    ));
 }
 
 #[test]
@@ -98,7 +122,10 @@ fn create_then_load_gives_the_same_outputs() {
     let weights = fresh_weights(&card);
     let dir = tempfile::tempdir().unwrap();
     let md = ModelDir::create(dir.path(), &card, &weights).unwrap();
-    let loaded = ModelDir::open(md.path()).unwrap().load(&Device::Cpu, None).unwrap();
+    let loaded = ModelDir::open(md.path())
+        .unwrap()
+        .load(&Device::Cpu, None)
+        .unwrap();
     let x = window(&card, 2);
     let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
     let reference = build_encoder(&card.architecture, vb).unwrap();
@@ -128,7 +155,10 @@ fn weight_problems_are_typed_errors() {
 
     // A tensor of the wrong shape is named.
     let mut w = weights.clone();
-    w.insert(victim.clone(), Tensor::zeros(7, DType::F32, &Device::Cpu).unwrap());
+    w.insert(
+        victim.clone(),
+        Tensor::zeros(7, DType::F32, &Device::Cpu).unwrap(),
+    );
     write_safetensors(&wpath, &w).unwrap();
     match md.load(&Device::Cpu, None).unwrap_err() {
         Error::Mismatch { field, .. } => assert_eq!(field, format!("weights.{victim}")),
@@ -137,9 +167,15 @@ fn weight_problems_are_typed_errors() {
 
     // An extra tensor is refused (weights trained on another graph).
     let mut w = weights.clone();
-    w.insert("extra.weight".into(), Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap());
+    w.insert(
+        "extra.weight".into(),
+        Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+    );
     write_safetensors(&wpath, &w).unwrap();
-    assert!(matches!(md.load(&Device::Cpu, None).unwrap_err(), Error::Mismatch { .. }));
+    assert!(matches!(
+        md.load(&Device::Cpu, None).unwrap_err(),
+        Error::Mismatch { .. }
+    ));
 
     // Truncated and garbage files.
     write_safetensors(&wpath, &weights).unwrap();
@@ -147,14 +183,23 @@ fn weight_problems_are_typed_errors() {
     for cut in [0, 7, 8, 100, bytes.len() / 2, bytes.len() - 1] {
         std::fs::write(&wpath, &bytes[..cut]).unwrap();
         let err = md.load(&Device::Cpu, None).unwrap_err();
-        assert!(matches!(err, Error::CorruptWeights { .. }), "cut {cut}: {err}");
+        assert!(
+            matches!(err, Error::CorruptWeights { .. }),
+            "cut {cut}: {err}"
+        );
     }
     std::fs::remove_file(&wpath).unwrap();
-    assert!(matches!(md.load(&Device::Cpu, None).unwrap_err(), Error::Io { .. }));
+    assert!(matches!(
+        md.load(&Device::Cpu, None).unwrap_err(),
+        Error::Io { .. }
+    ));
 
     // A missing or broken card.
     std::fs::write(dir.path().join(CARD_FILE), "name = 3").unwrap();
-    assert!(matches!(ModelDir::open(dir.path()).unwrap_err(), Error::Toml { .. }));
+    assert!(matches!(
+        ModelDir::open(dir.path()).unwrap_err(),
+        Error::Toml { .. }
+    ));
 }
 
 #[test]
@@ -164,10 +209,16 @@ fn bad_inputs_are_typed_errors() {
     let x = window(&card, 1);
     // Wrong frame count.
     let short = x.narrow(2, 0, 10).unwrap();
-    assert!(matches!(loaded.logits(&short).unwrap_err(), Error::Shape { .. }));
+    assert!(matches!(
+        loaded.logits(&short).unwrap_err(),
+        Error::Shape { .. }
+    ));
     // Wrong rank.
     let flat = x.flatten_all().unwrap();
-    assert!(matches!(loaded.logits(&flat).unwrap_err(), Error::Shape { .. }));
+    assert!(matches!(
+        loaded.logits(&flat).unwrap_err(),
+        Error::Shape { .. }
+    ));
     // NaN joints.
     let mut v = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     v[5] = f32::NAN;

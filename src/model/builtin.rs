@@ -44,7 +44,14 @@ fn ucla_classes() -> Vec<String> {
 /// (64-frame windows, 2 persons, joint stream) and the NW-UCLA edge
 /// variants (52 frames, 1 person). `None` for an unknown name.
 pub fn card(name: &str) -> Option<Result<ModelCard>> {
-    let make = |layout_name: &str, arch: Result<Architecture>, classes: Vec<String>, frames, persons, streams: Vec<Stream>, center: &str| -> Result<ModelCard> {
+    let make = |layout_name: &str,
+                arch: Result<Architecture>,
+                classes: Vec<String>,
+                frames,
+                persons,
+                streams: Vec<Stream>,
+                center: &str|
+     -> Result<ModelCard> {
         let layout = Layout::by_name(layout_name)?;
         let mut arch = arch?;
         match &mut arch {

@@ -28,23 +28,32 @@ pub fn build_encoder(arch: &Architecture, vb: VarBuilder) -> Result<Box<dyn Enco
 }
 
 /// Names and shapes of every tensor the architecture reads, found by
-/// building it once on fresh weights.
+/// building it once on fresh weights (plus EfficientGCN's stored adjacency
+/// `A` tensors, which its checkpoints carry).
 pub fn expected_tensors(arch: &Architecture) -> Result<BTreeMap<String, Vec<usize>>> {
+    if let Architecture::Efficientgcn(c) = arch {
+        return efficientgcn::checkpoint::expected_shapes(c);
+    }
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     build_encoder(arch, vb)?;
-    let data = varmap.data().lock().map_err(|_| {
-        Error::config("architecture", "weight map poisoned while building")
-    })?;
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::config("architecture", "weight map poisoned while building"))?;
     Ok(data
         .iter()
         .map(|(k, v)| (k.clone(), v.dims().to_vec()))
         .collect())
 }
 
-/// Whether a tensor name is a buffer rather than a trained parameter.
+/// Whether a tensor name is a buffer rather than a trained parameter:
+/// batch-norm statistics, and the fixed graph adjacency `A` that reference
+/// checkpoints store (the encoders check it against the layout's graph).
 pub fn is_buffer(name: &str) -> bool {
-    name.ends_with("running_mean")
+    name == "A"
+        || name.ends_with(".A")
+        || name.ends_with("running_mean")
         || name.ends_with("running_var")
         || name.ends_with("num_batches_tracked")
 }
@@ -115,7 +124,12 @@ pub fn check_weights(
     }
     let mut extra: Vec<&String> = weights
         .keys()
-        .filter(|k| !expected.contains_key(*k) && !k.ends_with("num_batches_tracked"))
+        .filter(|k| {
+            !expected.contains_key(*k)
+                && !k.ends_with("num_batches_tracked")
+                && k.as_str() != "A"
+                && !k.ends_with(".A")
+        })
         .collect();
     extra.sort();
     if let Some(name) = extra.first() {
@@ -214,7 +228,11 @@ impl ModelDir {
         let path = path.as_ref().to_path_buf();
         card.validate()?;
         let weights_path = path.join(WEIGHTS_FILE);
-        check_weights(weights, &expected_tensors(&card.architecture)?, &weights_path)?;
+        check_weights(
+            weights,
+            &expected_tensors(&card.architecture)?,
+            &weights_path,
+        )?;
         std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         let card_path = path.join(CARD_FILE);
         std::fs::write(&card_path, card.to_toml()?).map_err(|e| Error::io(&card_path, e))?;

@@ -14,11 +14,10 @@ use crate::{Error, Result};
 /// (`2001_EfficientGCN-B0_ntu-xsub.pth.tar`) into `out`.
 pub fn efficientgcn(checkpoint: &Path, out: &Path) -> Result<ModelDir> {
     let (config, weights) = efficientgcn::import_checkpoint(checkpoint)?;
-    let mut card = builtin::card("efficientgcn-b0")
-        .ok_or_else(|| Error::Unknown {
-            kind: "architecture",
-            name: "efficientgcn-b0".into(),
-        })??;
+    let mut card = builtin::card("efficientgcn-b0").ok_or_else(|| Error::Unknown {
+        kind: "architecture",
+        name: "efficientgcn-b0".into(),
+    })??;
     card.name = "efficientgcn-b0-ntu60-xsub".into();
     card.description =
         "EfficientGCN-B0 (Song et al., TPAMI 2022) trained by the authors on NTU RGB+D 60 cross-subject; 60 daily, medical and mutual actions including falling down".into();

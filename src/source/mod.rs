@@ -13,17 +13,27 @@
 //!   CVPR 2016; Liu et al., TPAMI 2019), with the standard two-body
 //!   selection by motion energy and the official splits.
 //!
+//! Live streams for the runtime implement [`JointSource`] (see [`live`]):
+//! [`synthetic`] (the built-in demo scene), [`replay`] (data set clips as one
+//! stream), [`recording`] (skelact's own format) and [`udp`].
+//!
 //! Readers hold a whole file in memory; every length read from a file is
 //! checked against the bytes that are actually there (or a stated limit)
 //! before anything is allocated from it.
 
 pub mod clip;
+pub mod live;
 pub mod mat5;
 pub mod ntu;
 pub mod nwucla;
+pub mod recording;
+pub mod replay;
+pub mod synthetic;
+pub mod udp;
 pub mod utd;
 
 pub use clip::{Clip, ClipMeta};
+pub use live::{Frame, JointSource, Pose};
 
 use std::io::Read;
 use std::path::Path;

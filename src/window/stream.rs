@@ -104,6 +104,7 @@ pub fn compute(
             format!("{center_joint} is not a joint of {}", layout.name()),
         ));
     }
+    let x = &x.contiguous()?; // index_select (bones) needs a contiguous input
     let mut parts = Vec::with_capacity(streams.len());
     for s in streams {
         let y = match s {
@@ -115,9 +116,7 @@ pub fn compute(
                 let c = x.narrow(3, center_joint, 1)?; // (N, C, T, 1, M)
                 Tensor::cat(&[x.clone(), x.broadcast_sub(&c)?], 1)?
             }
-            Stream::EfficientVelocity => {
-                Tensor::cat(&[motion(x, 1, 2)?, motion(x, 2, 2)?], 1)?
-            }
+            Stream::EfficientVelocity => Tensor::cat(&[motion(x, 1, 2)?, motion(x, 2, 2)?], 1)?,
             Stream::EfficientBone => {
                 let b = bone(x, &layout.parents_rooted_at(center_joint))?; // (N, C, T, V, M)
                 let norm = (b.sqr()?.sum_keepdim(1)?.sqrt()? + 1e-4)?;
@@ -141,7 +140,6 @@ fn acos(x: &Tensor) -> Result<Tensor> {
     let v: Vec<f64> = v.into_iter().map(|a| a.clamp(-1.0, 1.0).acos()).collect();
     Ok(Tensor::from_vec(v, shape, x.device())?.to_dtype(dt)?)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -173,7 +171,13 @@ mod tests {
     fn bones_and_motions_by_hand() {
         let l = Layout::kinect20_ucla();
         let x = ramp(4, 20);
-        let y = compute(&x, &[Stream::Joint, Stream::Bone, Stream::JointMotion], l, 1).unwrap();
+        let y = compute(
+            &x,
+            &[Stream::Joint, Stream::Bone, Stream::JointMotion],
+            l,
+            1,
+        )
+        .unwrap();
         assert_eq!(y.dims(), &[1, 9, 4, 20, 1]);
         // joint passes through
         assert_eq!(at(&y, 0, 2, 5), 2.0 + 50.0);

@@ -29,7 +29,11 @@ pub fn inspect(model: &str) -> Result<()> {
     };
     let macs = builtin::macs_per_window(&loaded, &dev)?;
     print_card(&loaded.card);
-    println!("parameters       {} ({:.3} M)", loaded.num_params, loaded.num_params as f64 / 1e6);
+    println!(
+        "parameters       {} ({:.3} M)",
+        loaded.num_params,
+        loaded.num_params as f64 / 1e6
+    );
     let c = &loaded.card;
     println!(
         "MACs per window  {:.3} G  (1 window of {} frames x {} joints x {} persons; FLOPs = 2 x MACs)",
@@ -47,13 +51,11 @@ fn print_card(c: &ModelCard) {
         println!("description      {}", c.description);
     }
     println!("architecture     {}", c.architecture.family());
-    println!("layout           {} (edge hash {})", c.skeleton.layout, c.skeleton.edge_hash);
-    let streams: Vec<String> = c
-        .input
-        .streams
-        .iter()
-        .map(|s| format!("{s:?}"))
-        .collect();
+    println!(
+        "layout           {} (edge hash {})",
+        c.skeleton.layout, c.skeleton.edge_hash
+    );
+    let streams: Vec<String> = c.input.streams.iter().map(|s| format!("{s:?}")).collect();
     println!(
         "input            {} channels = [{}], {} person(s), center joint {}",
         c.input.channels(),
@@ -72,7 +74,11 @@ fn print_card(c: &ModelCard) {
         "classes          {}: {}{}",
         c.classes.len(),
         shown.join(", "),
-        if c.classes.len() > shown.len() { ", ..." } else { "" }
+        if c.classes.len() > shown.len() {
+            ", ..."
+        } else {
+            ""
+        }
     );
     let p = &c.provenance;
     if !p.command.is_empty() {

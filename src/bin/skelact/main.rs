@@ -9,6 +9,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod run;
+#[cfg(feature = "train")]
+mod train;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -46,6 +49,67 @@ enum Command {
         /// The model directory to create.
         out: PathBuf,
     },
+    /// Train a model on a public data set and export it as a model
+    /// directory (feature `train`).
+    #[cfg(feature = "train")]
+    Train(train::TrainArgs),
+    /// Evaluate a model directory on its data set's test split (feature
+    /// `train`).
+    #[cfg(feature = "train")]
+    Eval {
+        /// The model directory.
+        model: PathBuf,
+        /// Data set (default: from the model's layout).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Data root; default $SKELACT_DATA, else ../shared/data.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Load only this many clip files.
+        #[arg(long)]
+        limit: Option<usize>,
+    },    /// Run the live pipeline: joints in, events out (JSON Lines on stdout
+    /// by default), latency report at exit. Defaults: the synthetic demo
+    /// scene and the shipped model.
+    Run(run::RunArgs),
+    /// Write a source (synthetic scene, replay, UDP) to a skelact recording.
+    Record {
+        /// Source options (as for `run`).
+        #[command(flatten)]
+        args: run::RunArgs,
+        /// The recording to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this many frames.
+        #[arg(long)]
+        frames: Option<u64>,
+    },
+    /// Benchmarks.
+    Bench {
+        /// What to measure.
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// The live pipeline on the synthetic scene at 30 fps with 1, 4 and 8
+    /// people: per-stage and end-to-end p50/p99/max, drops.
+    Pipeline {
+        /// Model directory or builtin:NAME (default: the shipped model).
+        #[arg(long)]
+        model: Option<String>,
+        /// Board profile.
+        #[arg(long, default_value = "x86-cpu")]
+        board: String,
+        /// Seconds per row.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f32,
+        /// Write the reports as JSON (`-` for stdout).
+        #[arg(long)]
+        json: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -59,5 +123,26 @@ fn main() -> Result<()> {
             checkpoint,
             out,
         } => cli::import(kind, &checkpoint, &out).context("import"),
+        Command::Run(a) => run::run(&a).context("run"),
+        Command::Record { args, out, frames } => run::record(&args, &out, frames).context("record"),
+        Command::Bench {
+            what:
+                BenchCommand::Pipeline {
+                    model,
+                    board,
+                    seconds,
+                    json,
+                },
+        } => run::bench_pipeline(model.as_deref(), &board, seconds, json.as_deref())
+            .context("bench pipeline"),
+        #[cfg(feature = "train")]
+        Command::Train(a) => train::train(a).context("train"),
+        #[cfg(feature = "train")]
+        Command::Eval {
+            model,
+            dataset,
+            data,
+            limit,
+        } => train::eval(&model, dataset, data, limit).context("eval"),
     }
 }

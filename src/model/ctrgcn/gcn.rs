@@ -73,11 +73,19 @@ impl Ctrgc {
             .to_dtype(x.dtype())?; // (N, I, 1, V)
         let q = self.conv1.forward(&xm)?.squeeze(2)?; // (N, R, V)
         let k = self.conv2.forward(&xm)?.squeeze(2)?; // (N, R, V)
-        let rel = q.unsqueeze(3)?.broadcast_sub(&k.unsqueeze(2)?)?.tanh()?; // (N, R, U, V)
-        let adj = self.conv4.forward(&rel)?; // (N, O, U, V)
-        let adj = adj
-            .broadcast_mul(&alpha.to_dtype(adj.dtype())?)?
-            .broadcast_add(&a.to_dtype(adj.dtype())?)?; // (N, O, U, V)
+        let rel = q.unsqueeze(3)?.broadcast_sub(&k.unsqueeze(2)?)?; // (N, R, U, V)
+        let rel = rel.tanh()?;
+        // alpha * conv4(rel), with alpha applied to conv4's (O, R) weight and
+        // bias rather than to the (N, O, U, V) output.
+        let w4 = self.conv4.weight();
+        let alpha = alpha.to_dtype(w4.dtype())?;
+        let b4 = match self.conv4.bias() {
+            Some(b) => Some(b.broadcast_mul(&alpha)?),
+            None => None,
+        };
+        let conv4 = Pointwise::from_tensors(w4.broadcast_mul(&alpha)?, b4, 1);
+        let adj = conv4.forward(&rel)?; // (N, O, U, V)
+        let adj = adj.broadcast_add(&a.to_dtype(adj.dtype())?)?; // (N, O, U, V)
         let val = self.conv3.forward(x)?; // (N, O, T, V)
         let (n, o, t, v) = val.dims4()?;
         // y[n, o, t, u] = sum_v val[n, o, t, v] * adj[n, o, u, v]

@@ -100,7 +100,7 @@ const PUBLISHED_BLOCKS: [(usize, usize); 10] = [
 ];
 
 /// The edge variant: six blocks 24-24-48-48-96-96, stride 2 at blocks 3
-/// and 5. About 1/15 of the published MACs; see [`Config::edge`].
+/// and 5; see [`Config::edge`].
 const EDGE_BLOCKS: [(usize, usize); 6] = [(24, 1), (24, 1), (48, 2), (48, 1), (96, 2), (96, 1)];
 
 impl Config {
@@ -115,13 +115,16 @@ impl Config {
     /// The edge variant: six blocks of widths 24, 24, 48, 48, 96, 96 with
     /// temporal stride 2 at blocks 3 and 5, everything else as published.
     ///
-    /// Sized to train on a 2-core CPU: about 67 k parameters and 1/15 of the
-    /// published MACs (see `tests/parity_ctrgcn.rs` for the measured count),
-    /// so that ~1000 one-person clips of 52 frames (NW-UCLA) make an epoch of
-    /// well under a minute there and 65 epochs fit in an hour. It keeps the
-    /// published structure (two stride-2 stages, three adjacency subsets,
-    /// four temporal branches) and the first block's width stays a multiple
-    /// of 8 so that each refinement keeps at least 3 relation channels.
+    /// Sized for training on a 2-core CPU (NW-UCLA: ~1000 one-person clips
+    /// of 52 frames): with 10 classes it has 137 k parameters (published:
+    /// 1.43 M) and 0.061 GMACs per 52-frame clip (published: 0.563 G, 9.3x
+    /// more), i.e. about 190 GMACs of forward + backward work per epoch.
+    /// It keeps the published structure (two stride-2 stages, three
+    /// adjacency subsets, four temporal branches, first block without
+    /// residual); widths stay multiples of 8 so that every refinement keeps
+    /// at least 3 relation channels. Small widths make a step overhead-bound
+    /// rather than MAC-bound in candle, so wall time falls by less than the
+    /// MACs do (about 4x for a training step in a first measurement).
     pub fn edge(layout: &str, num_class: usize) -> Result<Self> {
         Self::with_blocks(layout, num_class, &EDGE_BLOCKS)
     }

@@ -39,7 +39,6 @@ struct Block {
 }
 
 impl Block {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         cfg: &Config,
         c_in: usize,

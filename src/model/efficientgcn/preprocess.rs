@@ -21,12 +21,17 @@
 //!      itself, empty frames, the absent person) gives angles of π/2; that
 //!      is kept, the model was trained with it.
 //!
-//! Computed in f64 like the reference (numpy), returned as f32. The empty
-//! second person goes through the network like the first (do not drop it).
+//! The streams themselves are [`crate::window::stream`]'s
+//! `efficient-joint`, `efficient-velocity` and `efficient-bone` — the one
+//! code path that also serves live windows; this module adds the authors'
+//! crop and the checks. Computed in f64 like the reference (numpy),
+//! returned as f32. The empty second person goes through the network like
+//! the first (do not drop it).
 
 use candle_core::Tensor;
 
 use crate::skeleton::Layout;
+use crate::window::{stream, Stream};
 use crate::{Error, Result};
 
 /// Frames per sample of the published configuration.
@@ -50,28 +55,34 @@ pub fn bone_parents(layout: &Layout) -> Vec<usize> {
     layout.parents_rooted_at(BONE_ROOT)
 }
 
+/// The streams of the published model, in input order.
+pub const STREAMS: [Stream; 3] = [
+    Stream::EfficientJoint,
+    Stream::EfficientVelocity,
+    Stream::EfficientBone,
+];
+
 /// The model input for raw NTU-25 data: `raw (N, 3, T, 25, M)` metres →
 /// `(N, 18, 288, 25, M)` f32 on the same device (see the module docs).
 pub fn preprocess(raw: &Tensor) -> Result<Tensor> {
-    let layout = Layout::ntu25();
-    preprocess_with(raw, NUM_FRAMES, &bone_parents(layout), CENTER_JOINT)
+    preprocess_with(raw, NUM_FRAMES, Layout::ntu25(), CENTER_JOINT)
 }
 
-/// [`preprocess`] with explicit frame count, bone parents (one per joint)
-/// and center joint: `raw (N, 3, T, V, M) -> (N, 18, num_frames, V, M)`.
+/// [`preprocess`] with explicit frame count, layout and center joint (also
+/// the bone root): `raw (N, 3, T, V, M) -> (N, 18, num_frames, V, M)`.
 ///
 /// Errors: [`Error::Shape`] for a tensor that is not `(N, 3, T, V, M)` with
-/// `V = parents.len()`, [`Error::Config`] for a parent or center out of
-/// range or `num_frames < 1`, [`Error::NonFinite`] for NaN or infinite
-/// coordinates.
+/// the layout's `V`, [`Error::Config`] for a center out of range or
+/// `num_frames < 1`, [`Error::NonFinite`] for NaN or infinite coordinates.
 pub fn preprocess_with(
     raw: &Tensor,
     num_frames: usize,
-    parents: &[usize],
+    layout: &Layout,
     center: usize,
 ) -> Result<Tensor> {
+    // raw: (N, C, T, V, M)
     let dims = raw.dims();
-    let v = parents.len();
+    let v = layout.num_joints();
     if dims.len() != 5 || dims[1] != 3 || dims[3] != v {
         return Err(Error::shape(
             "raw skeleton sequence",
@@ -79,98 +90,30 @@ pub fn preprocess_with(
             dims,
         ));
     }
-    let (n, c, t, _, m) = raw.dims5()?;
     if num_frames == 0 {
         return Err(Error::config("num_frames", "must be positive"));
     }
-    if center >= v || parents.iter().any(|&p| p >= v) {
-        return Err(Error::config(
-            "parents",
-            format!("joint indices must be below {v}"),
-        ));
-    }
-    let data = raw
-        .to_dtype(candle_core::DType::F32)?
+    let x = raw.to_dtype(candle_core::DType::F64)?;
+    let bad = x
         .flatten_all()?
-        .to_vec1::<f32>()?;
-    let bad = data.iter().filter(|x| !x.is_finite()).count();
+        .to_vec1::<f64>()?
+        .iter()
+        .filter(|a| !a.is_finite())
+        .count();
     if bad > 0 {
         return Err(Error::NonFinite {
             what: "raw skeleton sequence".into(),
             count: bad,
-            total: data.len(),
+            total: raw.elem_count(),
         });
     }
-    let sample_in = c * t * v * m;
-    let sample_out = INPUT_CHANNELS * num_frames * v * m;
-    let mut out = vec![0f32; n * sample_out];
-    for (src, dst) in data
-        .chunks_exact(sample_in)
-        .zip(out.chunks_exact_mut(sample_out))
-    {
-        streams(src, t, v, m, num_frames, parents, center, dst);
-    }
-    Ok(Tensor::from_vec(
-        out,
-        (n, INPUT_CHANNELS, num_frames, v, m),
-        raw.device(),
-    )?)
-}
-
-/// The three streams of one sample: `src (3, t, v, m)` row-major →
-/// `dst (18, tt, v, m)` row-major, cropping or zero-padding to `tt` frames.
-#[allow(clippy::too_many_arguments)]
-fn streams(
-    src: &[f32],
-    t: usize,
-    v: usize,
-    m: usize,
-    tt: usize,
-    parents: &[usize],
-    center: usize,
-    dst: &mut [f32],
-) {
-    // x[c][f][j][p] in f64, cropped / zero-padded to tt frames.
-    let at = |ch: usize, f: usize, j: usize, p: usize| -> f64 {
-        if f < t {
-            f64::from(src[((ch * t + f) * v + j) * m + p])
-        } else {
-            0.0
-        }
-    };
-    let plane = tt * v * m;
-    let idx = |ch: usize, f: usize, j: usize, p: usize| ch * plane + (f * v + j) * m + p;
-    for f in 0..tt {
-        for j in 0..v {
-            for p in 0..m {
-                let x = [at(0, f, j, p), at(1, f, j, p), at(2, f, j, p)];
-                // joint
-                for ch in 0..3 {
-                    dst[idx(ch, f, j, p)] = x[ch] as f32;
-                    dst[idx(3 + ch, f, j, p)] = (x[ch] - at(ch, f, center, p)) as f32;
-                }
-                // velocity (the last two frames stay zero)
-                if f + 2 < tt {
-                    for ch in 0..3 {
-                        dst[idx(6 + ch, f, j, p)] = (at(ch, f + 1, j, p) - x[ch]) as f32;
-                        dst[idx(9 + ch, f, j, p)] = (at(ch, f + 2, j, p) - x[ch]) as f32;
-                    }
-                }
-                // bone
-                let q = parents[j];
-                let b = [
-                    x[0] - at(0, f, q, p),
-                    x[1] - at(1, f, q, p),
-                    x[2] - at(2, f, q, p),
-                ];
-                let len = (b[0] * b[0] + b[1] * b[1] + b[2] * b[2]).sqrt() + BONE_EPS;
-                for ch in 0..3 {
-                    dst[idx(12 + ch, f, j, p)] = b[ch] as f32;
-                    dst[idx(15 + ch, f, j, p)] = (b[ch] / len).acos() as f32;
-                }
-            }
-        }
-    }
+    let t = dims[2];
+    let kept = t.min(num_frames);
+    let x = x
+        .narrow(2, 0, kept)?
+        .pad_with_zeros(2, 0, num_frames - kept)?; // (N, 3, num_frames, V, M)
+    let y = stream::compute(&x, &STREAMS, layout, center)?; // (N, 18, num_frames, V, M)
+    Ok(y.to_dtype(candle_core::DType::F32)?)
 }
 
 #[cfg(test)]

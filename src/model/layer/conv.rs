@@ -246,6 +246,7 @@ mod tests {
     use candle_core::{Device, IndexOp, D};
 
     /// Direct evaluation of the convolution sum, for comparison.
+    #[allow(clippy::needless_range_loop)]
     fn naive(x: &Tensor, w: &Tensor, s: usize, d: usize, p: usize) -> Vec<Vec<Vec<Vec<f32>>>> {
         let (n, i, t, v) = x.dims4().unwrap();
         let (o, _, k, _) = w.dims4().unwrap();
@@ -254,7 +255,13 @@ mod tests {
         for b in 0..n {
             let xb = x.i(b).unwrap().to_vec3::<f32>().unwrap();
             for oc in 0..o {
-                let wo = w.i(oc).unwrap().squeeze(D::Minus1).unwrap().to_vec2::<f32>().unwrap();
+                let wo = w
+                    .i(oc)
+                    .unwrap()
+                    .squeeze(D::Minus1)
+                    .unwrap()
+                    .to_vec2::<f32>()
+                    .unwrap();
                 for to in 0..t_out {
                     for vv in 0..v {
                         let mut acc = 0f32;
@@ -275,9 +282,17 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn temporal_conv_matches_direct_sum() -> Result<()> {
         let dev = Device::Cpu;
-        for &(k, s, d) in &[(9, 1, 1), (9, 2, 1), (5, 1, 2), (5, 2, 2), (3, 1, 1), (1, 2, 1)] {
+        for &(k, s, d) in &[
+            (9, 1, 1),
+            (9, 2, 1),
+            (5, 1, 2),
+            (5, 2, 2),
+            (3, 1, 1),
+            (1, 2, 1),
+        ] {
             let x = Tensor::randn(0f32, 1.0, (2, 3, 11, 4), &dev)?;
             let w = Tensor::randn(0f32, 1.0, (5, 3, k, 1), &dev)?;
             let p = (k - 1) * d / 2;

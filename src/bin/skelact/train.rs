@@ -1,0 +1,190 @@
+//! `skelact train` and `skelact eval` (feature `train`): argument handling
+//! and printing; the work is in `skelact::train`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use skelact::model::ModelDir;
+use skelact::train::optim::Decay;
+use skelact::train::{self, data, Benchmark, TrainConfig};
+
+/// Options of `skelact train`.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Data set and split: nwucla (cross-view) or utd (cross-subject).
+    #[arg(long, default_value = "nwucla")]
+    pub dataset: String,
+    /// Data root (holds nw-ucla/, utd-mhad/); default $SKELACT_DATA, else
+    /// ../shared/data.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Architecture: ctrgcn-edge, ctrgcn, stgcn-edge, stgcn.
+    #[arg(long, default_value = "ctrgcn-edge")]
+    pub arch: String,
+    /// CTR-GCN blocks as width[/stride] list, e.g. 24,24,48/2,48,96/2,96.
+    #[arg(long)]
+    pub blocks: Option<String>,
+    /// Epochs.
+    #[arg(long, default_value_t = 65)]
+    pub epochs: usize,
+    /// Passes over the training set per epoch.
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Base learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// Warm-up epochs (default: min(5, epochs / 4)).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Step decay epochs, comma-separated (default: 50/65 of the epochs).
+    #[arg(long)]
+    pub steps: Option<String>,
+    /// Cosine decay to this learning rate instead of steps.
+    #[arg(long)]
+    pub cosine: Option<f64>,
+    /// Weight decay (not on biases / BN).
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Label smoothing.
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// Clip the global gradient norm.
+    #[arg(long)]
+    pub clip_grad: Option<f64>,
+    /// Probability of a left/right flip.
+    #[arg(long, default_value_t = 0.0)]
+    pub flip: f32,
+    /// Largest shear coefficient (applied with probability 0.5).
+    #[arg(long, default_value_t = 0.0)]
+    pub shear: f32,
+    /// Frames per sample.
+    #[arg(long, default_value_t = 52)]
+    pub frames: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Load only this many clip files (quick runs).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Evaluate every this many epochs.
+    #[arg(long, default_value_t = 1)]
+    pub eval_every: usize,
+    /// Checkpoints and metrics.csv (resumes from a checkpoint there).
+    #[arg(long, default_value = "runs/train")]
+    pub work_dir: PathBuf,
+    /// Model directory to write (f16 weights).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Model name in the card (default: the out directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// The data root: `--data`, else `$SKELACT_DATA`, else `../shared/data`.
+pub fn data_root(arg: Option<PathBuf>) -> PathBuf {
+    arg.or_else(|| std::env::var_os("SKELACT_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("../shared/data"))
+}
+
+fn parse_blocks(s: &str) -> Result<Vec<(usize, usize)>> {
+    s.split(',')
+        .map(|b| {
+            let (w, st) = b.split_once('/').unwrap_or((b, "1"));
+            Ok((w.trim().parse()?, st.trim().parse()?))
+        })
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| format!("--blocks `{s}`: expected e.g. 24,24,48/2,48,96/2,96"))
+}
+
+pub fn train(a: TrainArgs) -> Result<()> {
+    let bench = Benchmark::by_name(&a.dataset)?;
+    let mut cfg = TrainConfig::nwucla(data_root(a.data), a.work_dir, a.epochs);
+    cfg.benchmark = bench;
+    cfg.arch = a.arch;
+    cfg.blocks = a.blocks.as_deref().map(parse_blocks).transpose()?;
+    cfg.repeat = a.repeat;
+    cfg.batch_size = a.batch_size;
+    cfg.lr = a.lr;
+    if let Some(w) = a.warmup {
+        cfg.warmup_epochs = w;
+    }
+    if let Some(s) = a.steps {
+        let at = s
+            .split(',')
+            .map(|x| x.trim().parse::<usize>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .with_context(|| format!("--steps `{s}`"))?;
+        cfg.decay = Decay::Step { at, gamma: 0.1 };
+    }
+    if let Some(min_lr) = a.cosine {
+        cfg.decay = Decay::Cosine { min_lr };
+    }
+    cfg.weight_decay = a.weight_decay;
+    cfg.label_smoothing = a.label_smoothing;
+    cfg.clip_grad_norm = a.clip_grad;
+    cfg.augment.flip_p = a.flip;
+    cfg.augment.shear = a.shear;
+    cfg.frames = a.frames;
+    cfg.seed = a.seed;
+    cfg.limit = a.limit;
+    cfg.eval_every = a.eval_every;
+    cfg.progress = !a.no_progress;
+    cfg.name = a
+        .name
+        .or_else(|| {
+            a.out
+                .as_ref()
+                .and_then(|o| o.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| format!("{}-{}", cfg.arch, a.dataset));
+    cfg.out = a.out;
+    cfg.command = std::env::args().collect::<Vec<_>>().join(" ");
+    let outcome = train::train(&cfg).context("training")?;
+    println!("{}", outcome.evaluation.report(&outcome.card.classes));
+    println!("wall time {:.0} s", outcome.wall_s);
+    if let Some(out) = &cfg.out {
+        println!("model written to {}", out.display());
+    }
+    Ok(())
+}
+
+pub fn eval(
+    model: &Path,
+    dataset: Option<String>,
+    data: Option<PathBuf>,
+    limit: Option<usize>,
+) -> Result<()> {
+    let dir = ModelDir::open(model)?;
+    let card = dir.card();
+    let bench = match dataset {
+        Some(d) => Benchmark::by_name(&d)?,
+        None => match card.skeleton.layout.as_str() {
+            "kinect20-ucla" => Benchmark::NwuclaCrossView,
+            "kinect20-utd" => Benchmark::UtdCrossSubject,
+            other => bail!("no benchmark known for layout `{other}`; pass --dataset"),
+        },
+    };
+    let device = Device::Cpu;
+    // f16 is a storage format on CPU: compute in f32.
+    let loaded = dir.load(&device, Some(DType::F32))?;
+    let split = data::load(bench, &data_root(data), limit)?;
+    let (_, split_name) = bench.describe();
+    println!("{}: {} test clips ({split_name})", card.name, split.test.len());
+    let started = std::time::Instant::now();
+    let e = train::evaluate(loaded.encoder.as_ref(), card, &split.test, 64, &device)?;
+    print!("{}", e.report(&card.classes));
+    println!(
+        "{:.1} s ({:.1} clips/s)",
+        started.elapsed().as_secs_f64(),
+        split.test.len() as f64 / started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! From track windows to the model's input tensor, through the one path
+//! training uses ([`crate::window::input`]): the card's persons,
+//! normalization and frame selection ([`prepare`]), then its streams
+//! ([`to_input`]).
+//!
+//! A full window holds the card's `T` frames, so frame selection is the
+//! identity for every sampling policy; a short final window (a track that
+//! ended early) is zero-padded or resampled exactly as the card says.
+
+use candle_core::{Device, Tensor};
+
+use super::tracker::TrackWindow;
+use crate::model::ModelCard;
+use crate::window::input::{prepare, to_input, PoseSeq, PrepareOptions};
+use crate::{Error, Result};
+
+/// The model input `(N, C, T, V, M)` for a batch of track windows, each
+/// window the first person of its sample.
+pub fn window_tensor(windows: &[&TrackWindow], card: &ModelCard, device: &Device) -> Result<Tensor> {
+    if windows.is_empty() {
+        return Err(Error::config("batch", "needs at least one window"));
+    }
+    let mut prepared = Vec::with_capacity(windows.len());
+    for w in windows {
+        let n = w.frames * w.num_joints * 3;
+        let joints = w.joints.get(..n).ok_or_else(|| {
+            Error::shape(
+                "track window",
+                format!("({}, {}, 3)", w.frames, w.num_joints),
+                &[w.joints.len()],
+            )
+        })?;
+        let seq = PoseSeq::new(joints, w.frames, 1, w.num_joints)?;
+        prepared.push(prepare(seq, card, PrepareOptions::default())?);
+    }
+    let refs: Vec<_> = prepared.iter().collect();
+    to_input(&refs, card, device)
+}

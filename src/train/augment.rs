@@ -1,0 +1,223 @@
+//! Training augmentations on centered coordinates `(T, M, V, 3)`.
+//!
+//! Every random choice is drawn from an explicit RNG passed in by the
+//! caller; nothing here touches global state. The transforms follow the
+//! papers' feeders: the NW-UCLA view transform of CTR-GCN (`feeder_ucla.py`,
+//! rotation about x and y by a random integer angle in [-60, 60] degrees and
+//! a uniform scale in [0.5, 1.5], applied as `X · (Ry · Rx · S)`), SCD-Net's
+//! shear and left/right flip (Wu et al., AAAI 2024), and the random temporal
+//! crop-resize of CTR-GCN's NTU feeder.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::skeleton::Layout;
+
+/// A 3x3 matrix, row-major; points are row vectors: `p' = p · M`.
+pub type Mat3 = [[f32; 3]; 3];
+
+/// `a · b`.
+pub fn matmul3(a: &Mat3, b: &Mat3) -> Mat3 {
+    let mut c = [[0.0; 3]; 3];
+    for (i, row) in c.iter_mut().enumerate() {
+        for (j, x) in row.iter_mut().enumerate() {
+            *x = (0..3).map(|k| a[i][k] * b[k][j]).sum();
+        }
+    }
+    c
+}
+
+/// CTR-GCN's `Rx` for angle `a` (radians).
+pub fn rot_x(a: f32) -> Mat3 {
+    let (s, c) = a.sin_cos();
+    [[1.0, 0.0, 0.0], [0.0, c, s], [0.0, -s, c]]
+}
+
+/// CTR-GCN's `Ry` for angle `a` (radians).
+pub fn rot_y(a: f32) -> Mat3 {
+    let (s, c) = a.sin_cos();
+    [[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]]
+}
+
+/// Rotation about z by `a` radians.
+pub fn rot_z(a: f32) -> Mat3 {
+    let (s, c) = a.sin_cos();
+    [[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]]
+}
+
+/// Applies `p' = p · m` to every point of `x` (zeros stay zeros).
+pub fn apply_linear(x: &mut [f32], m: &Mat3) {
+    for p in x.chunks_exact_mut(3) {
+        let q = [p[0], p[1], p[2]];
+        for (j, out) in p.iter_mut().enumerate() {
+            *out = q[0] * m[0][j] + q[1] * m[1][j] + q[2] * m[2][j];
+        }
+    }
+}
+
+/// Mirrors left and right: negates x and swaps each joint with its mirror
+/// ([`Layout::flip_map`]). `x: (T, M, V, 3)` with `V` the layout's joints.
+pub fn flip(x: &mut [f32], layout: &Layout) {
+    let map = layout.flip_map();
+    let v = map.len();
+    for person in x.chunks_exact_mut(v * 3) {
+        let old = person.to_vec();
+        for (j, &src) in map.iter().enumerate() {
+            person[j * 3] = -old[src * 3];
+            person[j * 3 + 1] = old[src * 3 + 1];
+            person[j * 3 + 2] = old[src * 3 + 2];
+        }
+    }
+}
+
+/// Resamples `x: (T, M, V, 3)` to the frames `start .. start + len` of the
+/// original, linearly interpolated to `frames` frames (CTR-GCN's
+/// `valid_crop_resize`, bilinear along time).
+pub fn crop_resize(x: &[f32], t: usize, start: usize, len: usize, frames: usize) -> Vec<f32> {
+    let stride = x.len() / t.max(1);
+    let len = len.clamp(1, t.saturating_sub(start).max(1));
+    let mut out = vec![0.0f32; frames * stride];
+    for k in 0..frames {
+        // align_corners=False sampling position within the crop
+        let pos = ((k as f32 + 0.5) * len as f32 / frames as f32 - 0.5).clamp(0.0, (len - 1) as f32);
+        let i0 = pos.floor() as usize;
+        let i1 = (i0 + 1).min(len - 1);
+        let w = pos - i0 as f32;
+        let (a, b) = ((start + i0) * stride, (start + i1) * stride);
+        for j in 0..stride {
+            out[k * stride + j] = x[a + j] * (1.0 - w) + x[b + j] * w;
+        }
+    }
+    out
+}
+
+/// Which augmentations a training run uses, with their strengths.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Largest rotation about x and about y, in whole degrees (CTR-GCN
+    /// NW-UCLA: 60); 0 disables.
+    pub rotate_xy_deg: i32,
+    /// Largest rotation about z, in degrees; 0 disables.
+    pub rotate_z_deg: f32,
+    /// Scale range `[lo, hi]` (CTR-GCN NW-UCLA: 0.5, 1.5); `[1, 1]`
+    /// disables. Under min-max normalization a uniform scale cancels out.
+    pub scale: [f32; 2],
+    /// Largest off-diagonal shear coefficient (SCD-Net: 0.5); 0 disables.
+    pub shear: f32,
+    /// Probability of a left/right flip.
+    pub flip_p: f32,
+    /// Probability of each of shear and flip being applied at all (SCD-Net
+    /// uses 0.5 per augmentation); rotation and scale always apply.
+    pub apply_p: f32,
+}
+
+impl Default for AugmentConfig {
+    /// CTR-GCN's NW-UCLA recipe: rotation about x and y up to 60 degrees,
+    /// scale 0.5–1.5, nothing else.
+    fn default() -> Self {
+        Self {
+            rotate_xy_deg: 60,
+            rotate_z_deg: 0.0,
+            scale: [0.5, 1.5],
+            shear: 0.0,
+            flip_p: 0.0,
+            apply_p: 0.5,
+        }
+    }
+}
+
+impl AugmentConfig {
+    /// No augmentation.
+    pub fn none() -> Self {
+        Self {
+            rotate_xy_deg: 0,
+            rotate_z_deg: 0.0,
+            scale: [1.0, 1.0],
+            shear: 0.0,
+            flip_p: 0.0,
+            apply_p: 0.0,
+        }
+    }
+
+    /// Draws one random spatial transform and applies it to centered
+    /// coordinates `x: (T, M, V, 3)`.
+    pub fn apply<R: Rng + ?Sized>(&self, x: &mut [f32], layout: &Layout, rng: &mut R) {
+        let mut m: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        if self.rotate_xy_deg > 0 {
+            let r = self.rotate_xy_deg;
+            let ax = (rng.random_range(-r..=r) as f32).to_radians();
+            let ay = (rng.random_range(-r..=r) as f32).to_radians();
+            // CTR-GCN: X · (Ry · (Rx · S))
+            m = matmul3(&rot_y(ay), &rot_x(ax));
+        }
+        if self.rotate_z_deg > 0.0 {
+            let az = rng.random_range(-self.rotate_z_deg..=self.rotate_z_deg).to_radians();
+            m = matmul3(&m, &rot_z(az));
+        }
+        if self.scale[1] > self.scale[0] {
+            let s = rng.random_range(self.scale[0]..=self.scale[1]);
+            for row in m.iter_mut() {
+                for a in row.iter_mut() {
+                    *a *= s;
+                }
+            }
+        }
+        if self.shear > 0.0 && rng.random::<f32>() < self.apply_p {
+            let mut sh: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+            for (i, row) in sh.iter_mut().enumerate() {
+                for (j, a) in row.iter_mut().enumerate() {
+                    if i != j {
+                        *a = rng.random_range(-self.shear..=self.shear);
+                    }
+                }
+            }
+            m = matmul3(&m, &sh);
+        }
+        apply_linear(x, &m);
+        if self.flip_p > 0.0 && rng.random::<f32>() < self.flip_p {
+            flip(x, layout);
+        }
+    }
+}
+
+/// CTR-GCN's NW-UCLA training frame draw: `frames` positions sampled
+/// without replacement from `len` frames repeated 100 times, sorted
+/// (`random.sample(list(range(len)) * 100, frames)`).
+pub fn random_sorted_indices<R: Rng + ?Sized>(len: usize, frames: usize, rng: &mut R) -> Vec<Option<usize>> {
+    let pool = len * 100;
+    let mut idx: Vec<usize> = rand::seq::index::sample(rng, pool, frames.min(pool))
+        .into_iter()
+        .map(|p| p % len)
+        .collect();
+    idx.sort_unstable();
+    idx.into_iter().map(Some).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_resize_identity_when_same_length() {
+        let x: Vec<f32> = (0..12).map(|i| i as f32).collect(); // T=4, 3 values
+        assert_eq!(crop_resize(&x, 4, 0, 4, 4), x);
+    }
+
+    #[test]
+    fn rotations_are_orthonormal() {
+        let m = matmul3(&rot_y(0.3), &matmul3(&rot_x(-0.7), &rot_z(1.1)));
+        let mt = [
+            [m[0][0], m[1][0], m[2][0]],
+            [m[0][1], m[1][1], m[2][1]],
+            [m[0][2], m[1][2], m[2][2]],
+        ];
+        let i = matmul3(&m, &mt);
+        for (r, row) in i.iter().enumerate() {
+            for (c, a) in row.iter().enumerate() {
+                let want = if r == c { 1.0 } else { 0.0 };
+                assert!((a - want).abs() < 1e-5);
+            }
+        }
+    }
+}

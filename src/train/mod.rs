@@ -1,0 +1,29 @@
+//! Training (feature `train`): data sets and splits, augmentations, the
+//! supervised trainer, evaluation and export.
+//!
+//! Training samples go through the same input path as serving
+//! ([`crate::window::prepare`]): the trainer only chooses the frames at
+//! random and plugs augmentations in between centering and scaling. A run
+//! ends with a model directory whose card records the temporal contract,
+//! normalization and provenance (command, data, split, seed, epochs, wall
+//! time, measured accuracy).
+//!
+//! - [`data`]: NW-UCLA cross-view and UTD-MHAD cross-subject splits.
+//! - [`augment`]: rotation, scale, shear, flip, temporal crop-resize.
+//! - [`optim`]: SGD with Nesterov momentum and selective weight decay;
+//!   warm-up with step or cosine decay.
+//! - [`loss`]: label-smoothed cross-entropy.
+//! - [`metrics`]: top-1 / top-5, per-class accuracy, confusion matrix.
+//! - [`backend`]: the training weight source (pre-BN biases frozen).
+//! - [`trainer`]: the loop, checkpoints, metrics CSV, export.
+
+pub mod augment;
+pub mod backend;
+pub mod data;
+pub mod loss;
+pub mod metrics;
+pub mod optim;
+pub mod trainer;
+
+pub use data::{Benchmark, Split};
+pub use trainer::{evaluate, train, train_on, TrainConfig, TrainOutcome};

@@ -1,0 +1,636 @@
+//! The supervised trainer: data → [`crate::window::prepare`] (the serving
+//! path, with augmentations plugged in) → encoder → label-smoothed
+//! cross-entropy → SGD with Nesterov momentum, with warm-up and step or
+//! cosine decay, gradient clipping, checkpoints with resume, a metrics CSV,
+//! and export of the trained model as a model directory.
+//!
+//! The recipe defaults follow CTR-GCN's NW-UCLA configuration
+//! (`config/ucla/default.yaml`: SGD Nesterov 0.9, lr 0.1, batch 16, weight
+//! decay 1e-4, 5 warm-up epochs, the training set repeated 5 times per
+//! epoch); the epoch count is the caller's, sized to the machine.
+//!
+//! Determinism: every epoch draws its order, augmentations and frame
+//! indices from a ChaCha8 RNG seeded with `(seed, epoch)`, so a run resumed
+//! from a checkpoint continues exactly as it would have.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::augment::{self, AugmentConfig};
+use super::data::{self, Benchmark, Split};
+use super::loss::cross_entropy_smoothed;
+use super::metrics::{Accumulator, Evaluation};
+use super::optim::{grad_norm, Decay, Param, Schedule, Sgd};
+use crate::model::card::{
+    Architecture, InputSpec, ModelCard, Normalization, Precision, Provenance, Sampling,
+    SkeletonSpec, TemporalContract,
+};
+use crate::model::directory::{build_encoder, is_buffer};
+use crate::model::{ctrgcn, stgcn, Encoder, ModelDir};
+use crate::skeleton::Layout;
+use crate::source::Clip;
+use crate::window::{self, PoseSeq, PrepareOptions, Prepared, Stream};
+use crate::{Error, Result};
+
+/// Architectures `skelact train` builds.
+pub const ARCHITECTURES: [&str; 4] = ["ctrgcn-edge", "ctrgcn", "stgcn-edge", "stgcn"];
+
+/// Everything a training run is made of.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Architecture name (one of [`ARCHITECTURES`]).
+    pub arch: String,
+    /// CTR-GCN blocks `(width, stride)` overriding the architecture's.
+    pub blocks: Option<Vec<(usize, usize)>>,
+    /// Data set and split.
+    pub benchmark: Benchmark,
+    /// Data root (holds `nw-ucla/`, `utd-mhad/`).
+    pub data_root: PathBuf,
+    /// Read only this many clip files (quick runs, tests).
+    pub limit: Option<usize>,
+    /// Frames per sample (CTR-GCN NW-UCLA: 52).
+    pub frames: usize,
+    /// Epochs.
+    pub epochs: usize,
+    /// Times the training set is passed per epoch (CTR-GCN NW-UCLA: 5).
+    pub repeat: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Base learning rate.
+    pub lr: f64,
+    /// Warm-up epochs.
+    pub warmup_epochs: usize,
+    /// Decay after warm-up.
+    pub decay: Decay,
+    /// Momentum.
+    pub momentum: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// Weight decay (not applied to biases and BN parameters).
+    pub weight_decay: f64,
+    /// Label smoothing.
+    pub label_smoothing: f64,
+    /// Clip the global gradient norm to this value.
+    pub clip_grad_norm: Option<f64>,
+    /// Augmentations.
+    pub augment: AugmentConfig,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Evaluate on the test split every this many epochs (and at the end).
+    pub eval_every: usize,
+    /// Show a progress bar (when stderr is a terminal).
+    pub progress: bool,
+    /// Folder for checkpoints and `metrics.csv`; resumes from its
+    /// checkpoint when there is one.
+    pub work_dir: PathBuf,
+    /// Model directory to export (f16) at the end.
+    pub out: Option<PathBuf>,
+    /// Model name in the card.
+    pub name: String,
+    /// The command line, for the card.
+    pub command: String,
+}
+
+impl TrainConfig {
+    /// CTR-GCN's NW-UCLA recipe for `epochs` epochs (step decay at 50 of
+    /// 65 scaled to `epochs`).
+    pub fn nwucla(data_root: PathBuf, work_dir: PathBuf, epochs: usize) -> Self {
+        Self {
+            arch: "ctrgcn-edge".into(),
+            blocks: None,
+            benchmark: Benchmark::NwuclaCrossView,
+            data_root,
+            limit: None,
+            frames: 52,
+            epochs,
+            repeat: 5,
+            batch_size: 16,
+            lr: 0.1,
+            warmup_epochs: 5.min(epochs / 4),
+            decay: Decay::Step {
+                at: vec![(epochs * 50).div_ceil(65)],
+                gamma: 0.1,
+            },
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-4,
+            label_smoothing: 0.0,
+            clip_grad_norm: None,
+            augment: AugmentConfig::default(),
+            seed: 1,
+            eval_every: 1,
+            progress: true,
+            work_dir,
+            out: None,
+            name: "ctrgcn-edge-nwucla".into(),
+            command: String::new(),
+        }
+    }
+}
+
+/// The card a run trains: architecture for the benchmark's layout and
+/// classes, one joint stream, one person, CTR-GCN's NW-UCLA contract (clip
+/// resampled to `frames`, centered on the spine of frame 0, min-max scaled).
+pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
+    let layout = Layout::by_name(cfg.benchmark.layout())?;
+    let classes = cfg.benchmark.classes();
+    let k = classes.len();
+    let architecture = match cfg.arch.as_str() {
+        "ctrgcn-edge" | "ctrgcn" => {
+            let mut c = if cfg.arch == "ctrgcn" {
+                ctrgcn::Config::published(layout.name(), k)?
+            } else {
+                ctrgcn::Config::edge(layout.name(), k)?
+            };
+            if let Some(b) = &cfg.blocks {
+                c.blocks = b
+                    .iter()
+                    .map(|&(out_channels, stride)| ctrgcn::BlockSpec {
+                        out_channels,
+                        stride,
+                    })
+                    .collect();
+                c.validate()?;
+            }
+            Architecture::Ctrgcn(c)
+        }
+        "stgcn-edge" => Architecture::Stgcn(stgcn::Config::edge(layout.name(), k)?),
+        "stgcn" => Architecture::Stgcn(stgcn::Config::published(layout.name(), k)?),
+        other => {
+            return Err(Error::config(
+                "arch",
+                format!("unknown architecture `{other}` ({})", ARCHITECTURES.join(", ")),
+            ))
+        }
+    };
+    let (data, split) = cfg.benchmark.describe();
+    let card = ModelCard {
+        name: cfg.name.clone(),
+        description: format!("{} trained on {data}, {split}", cfg.arch),
+        precision: Precision::F32,
+        skeleton: SkeletonSpec {
+            layout: layout.name().to_string(),
+            edge_hash: layout.edge_hash(),
+        },
+        input: InputSpec {
+            streams: vec![Stream::Joint],
+            coords: 3,
+            persons: 1,
+            center_joint: layout.joint_index("spine")?,
+        },
+        temporal: TemporalContract {
+            frames: cfg.frames,
+            source_fps: 30.0,
+            sampling: Sampling::ClipResample,
+        },
+        normalization: Normalization::CenterFirstFrameMinMax,
+        classes,
+        architecture,
+        provenance: Provenance::default(),
+    };
+    card.validate()?;
+    Ok(card)
+}
+
+/// A training sample: the clip through the serving path, with augmentation
+/// and CTR-GCN's random sorted frame draw.
+pub fn train_sample(
+    clip: &Clip,
+    card: &ModelCard,
+    aug: &AugmentConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<Prepared> {
+    let layout = card.layout()?;
+    let idx = augment::random_sorted_indices(clip.num_frames, card.temporal.frames, rng);
+    let mut tf = |x: &mut [f32], _t: usize, _m: usize, _v: usize| aug.apply(x, layout, rng);
+    window::prepare(
+        PoseSeq::from_clip(clip)?,
+        card,
+        PrepareOptions {
+            frames: Some(&idx),
+            transform: Some(&mut tf),
+        },
+    )
+}
+
+/// Scores `clips` with `encoder` in inference mode, through the card's
+/// evaluation-time input path.
+pub fn evaluate(
+    encoder: &dyn Encoder,
+    card: &ModelCard,
+    clips: &[Clip],
+    batch_size: usize,
+    device: &Device,
+) -> Result<Evaluation> {
+    let mut acc = Accumulator::new(card.classes.len());
+    for chunk in clips.chunks(batch_size.max(1)) {
+        let prepared = chunk
+            .iter()
+            .map(|c| window::prepare(PoseSeq::from_clip(c)?, card, PrepareOptions::default()))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&Prepared> = prepared.iter().collect();
+        let x = window::to_input(&refs, card, device)?;
+        let logits = encoder.forward_t(&x, false)?.to_dtype(DType::F32)?;
+        let labels = Tensor::from_vec(
+            chunk.iter().map(|c| c.label as u32).collect::<Vec<_>>(),
+            chunk.len(),
+            device,
+        )?;
+        let loss = cross_entropy_smoothed(&logits, &labels, 0.0)?.to_scalar::<f32>()?;
+        acc.add_loss(loss as f64, chunk.len());
+        for (row, c) in logits.to_vec2::<f32>()?.iter().zip(chunk) {
+            acc.add(row, c.label);
+        }
+    }
+    Ok(acc.finish())
+}
+
+/// One line of `metrics.csv`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch, 1-based.
+    pub epoch: usize,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Training top-1 (augmented samples).
+    pub train_top1: f64,
+    /// Test loss (NaN when not evaluated).
+    pub test_loss: f64,
+    /// Test top-1 (NaN when not evaluated).
+    pub test_top1: f64,
+    /// Test top-5 (NaN when not evaluated).
+    pub test_top5: f64,
+    /// Wall time of the training part of the epoch.
+    pub train_s: f64,
+    /// Training throughput.
+    pub samples_per_s: f64,
+}
+
+/// Saved between epochs: where the run is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainState {
+    epochs_done: usize,
+    wall_s: f64,
+    history: Vec<EpochRecord>,
+}
+
+/// What [`train`] returns.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    /// The trained card (provenance filled in).
+    pub card: ModelCard,
+    /// Final weights, f32.
+    pub weights: HashMap<String, Tensor>,
+    /// Per-epoch records.
+    pub history: Vec<EpochRecord>,
+    /// Final evaluation of the exported (f16-rounded) weights.
+    pub evaluation: Evaluation,
+    /// Training wall time in seconds (all sessions of a resumed run).
+    pub wall_s: f64,
+}
+
+const CHECKPOINT: &str = "checkpoint.safetensors";
+const MOMENTUM: &str = "momentum.safetensors";
+const STATE: &str = "state.json";
+const METRICS: &str = "metrics.csv";
+
+fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
+    r.map_err(|e| Error::io(path, e))
+}
+
+/// The trained parameters of `varmap` (buffers excluded), sorted by name;
+/// weight decay on those of rank 2 and more (not on biases, BN parameters
+/// or CTR-GCN's scalar `alpha`).
+pub fn params(varmap: &VarMap) -> Result<Vec<Param>> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::config("varmap", "weight map poisoned"))?;
+    let mut names: Vec<&String> = data.keys().filter(|k| !is_buffer(k)).collect();
+    names.sort();
+    Ok(names
+        .into_iter()
+        .map(|n| {
+            let var = data[n].clone();
+            Param {
+                name: n.clone(),
+                decay: var.rank() >= 2,
+                var,
+                momentum: None,
+            }
+        })
+        .collect())
+}
+
+/// The weights of `varmap` as named tensors.
+pub fn weights_of(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::config("varmap", "weight map poisoned"))?;
+    data.iter()
+        .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
+        .collect()
+}
+
+fn write_metrics(path: &Path, history: &[EpochRecord]) -> Result<()> {
+    let mut f = io(path, std::fs::File::create(path))?;
+    io(
+        path,
+        writeln!(
+            f,
+            "epoch,lr,train_loss,train_top1,test_loss,test_top1,test_top5,train_s,samples_per_s"
+        ),
+    )?;
+    for r in history {
+        io(
+            path,
+            writeln!(
+                f,
+                "{},{:.6},{:.5},{:.5},{:.5},{:.5},{:.5},{:.2},{:.2}",
+                r.epoch,
+                r.lr,
+                r.train_loss,
+                r.train_top1,
+                r.test_loss,
+                r.test_top1,
+                r.test_top5,
+                r.train_s,
+                r.samples_per_s
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs training as `cfg` says, on the CPU; see the module docs.
+pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
+    let device = Device::Cpu;
+    let split: Split = data::load(cfg.benchmark, &cfg.data_root, cfg.limit)?;
+    if split.train.is_empty() || split.test.is_empty() {
+        return Err(Error::config(
+            "data",
+            format!(
+                "split has {} training and {} test clips; both must be non-empty",
+                split.train.len(),
+                split.test.len()
+            ),
+        ));
+    }
+    log::info!(
+        "{} training clips, {} test clips",
+        split.train.len(),
+        split.test.len()
+    );
+    train_on(cfg, &split, &device)
+}
+
+/// [`train`] on clips already loaded.
+pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<TrainOutcome> {
+    let mut card = training_card(cfg)?;
+    let mut varmap = VarMap::new();
+    let (vb, backend) = super::backend::var_builder(&varmap, &card.architecture, device);
+    let encoder = build_encoder(&card.architecture, vb)?;
+    let frozen = backend.frozen()?;
+    log::debug!("{} pre-BN biases held at zero", frozen.len());
+    let mut sgd = Sgd {
+        params: params(&varmap)?,
+        lr: cfg.lr,
+        momentum: cfg.momentum,
+        nesterov: cfg.nesterov,
+        weight_decay: cfg.weight_decay,
+    };
+    let schedule = Schedule {
+        base_lr: cfg.lr,
+        warmup_epochs: cfg.warmup_epochs,
+        epochs: cfg.epochs,
+        decay: cfg.decay.clone(),
+    };
+    io(&cfg.work_dir, std::fs::create_dir_all(&cfg.work_dir))?;
+    let ckpt = cfg.work_dir.join(CHECKPOINT);
+    let mom = cfg.work_dir.join(MOMENTUM);
+    let state_path = cfg.work_dir.join(STATE);
+    let mut state = TrainState {
+        epochs_done: 0,
+        wall_s: 0.0,
+        history: Vec::new(),
+    };
+    if ckpt.exists() && state_path.exists() {
+        varmap.load(&ckpt)?;
+        let text = io(&state_path, std::fs::read_to_string(&state_path))?;
+        state = serde_json::from_str(&text)
+            .map_err(|e| Error::config("state.json", e.to_string()))?;
+        if mom.exists() {
+            let m = candle_core::safetensors::load(&mom, device)?;
+            for p in sgd.params.iter_mut() {
+                p.momentum = m.get(&p.name).cloned();
+            }
+        }
+        log::info!("resumed from {} after epoch {}", ckpt.display(), state.epochs_done);
+    }
+    let n_train = split.train.len();
+    let per_epoch = n_train * cfg.repeat.max(1);
+    let steps_per_epoch = per_epoch.div_ceil(cfg.batch_size);
+    for epoch in state.epochs_done..cfg.epochs {
+        let started = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+        let mut order: Vec<usize> = (0..per_epoch).map(|i| i % n_train).collect();
+        order.shuffle(&mut rng);
+        let bar = ProgressBar::new(per_epoch as u64);
+        if !cfg.progress {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} ",
+            )
+            .map_err(|e| Error::config("progress", e.to_string()))?
+            .progress_chars("=> "),
+        );
+        let mut loss_sum = 0.0;
+        let mut correct = 0usize;
+        for (step, batch) in order.chunks(cfg.batch_size).enumerate() {
+            let e = epoch as f64 + step as f64 / steps_per_epoch as f64;
+            sgd.lr = schedule.lr(e);
+            let prepared = batch
+                .iter()
+                .map(|&i| train_sample(&split.train[i], &card, &cfg.augment, &mut rng))
+                .collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&Prepared> = prepared.iter().collect();
+            let x = window::to_input(&refs, &card, device)?;
+            let labels: Vec<u32> = batch.iter().map(|&i| split.train[i].label as u32).collect();
+            let y = Tensor::from_vec(labels.clone(), batch.len(), device)?;
+            let t0 = Instant::now();
+            let logits = encoder.forward_t(&x, true)?;
+            let loss = cross_entropy_smoothed(&logits, &y, cfg.label_smoothing)?;
+            let t1 = Instant::now();
+            let grads = loss.backward()?;
+            let t2 = Instant::now();
+            let scale = match cfg.clip_grad_norm {
+                Some(max) => {
+                    let n = grad_norm(&sgd.params, &grads)?;
+                    if n > max {
+                        max / (n + 1e-6)
+                    } else {
+                        1.0
+                    }
+                }
+                None => 1.0,
+            };
+            sgd.step(&grads, scale)?;
+            log::debug!(
+                "step {step}: forward {:.0} ms, backward {:.0} ms, update {:.0} ms",
+                (t1 - t0).as_secs_f64() * 1e3,
+                (t2 - t1).as_secs_f64() * 1e3,
+                t2.elapsed().as_secs_f64() * 1e3
+            );
+            let l = loss.to_scalar::<f32>()? as f64;
+            if !l.is_finite() {
+                return Err(Error::NonFinite {
+                    what: format!("training loss at epoch {} step {step}", epoch + 1),
+                    count: 1,
+                    total: 1,
+                });
+            }
+            loss_sum += l * batch.len() as f64;
+            let pred: Vec<u32> = logits.argmax(1)?.to_vec1()?;
+            correct += pred.iter().zip(&labels).filter(|(a, b)| a == b).count();
+            bar.inc(batch.len() as u64);
+            bar.set_message(format!("epoch {}/{} loss {:.3}", epoch + 1, cfg.epochs, l));
+        }
+        bar.finish_and_clear();
+        let train_s = started.elapsed().as_secs_f64();
+        let last = epoch + 1 == cfg.epochs;
+        let eval = if last || (epoch + 1) % cfg.eval_every.max(1) == 0 {
+            Some(evaluate(encoder.as_ref(), &card, &split.test, 64, device)?)
+        } else {
+            None
+        };
+        let rec = EpochRecord {
+            epoch: epoch + 1,
+            lr: sgd.lr,
+            train_loss: loss_sum / per_epoch as f64,
+            train_top1: correct as f64 / per_epoch as f64,
+            test_loss: eval.as_ref().and_then(|e| e.loss).unwrap_or(f64::NAN),
+            test_top1: eval.as_ref().map_or(f64::NAN, |e| e.top1),
+            test_top5: eval.as_ref().map_or(f64::NAN, |e| e.top5),
+            train_s,
+            samples_per_s: per_epoch as f64 / train_s,
+        };
+        log::info!(
+            "epoch {:>3}/{} lr {:.4} loss {:.4} train {:.2} % test {:.2} % ({:.1} s, {:.1} samples/s)",
+            rec.epoch,
+            cfg.epochs,
+            rec.lr,
+            rec.train_loss,
+            rec.train_top1 * 100.0,
+            rec.test_top1 * 100.0,
+            started.elapsed().as_secs_f64(),
+            rec.samples_per_s
+        );
+        state.history.push(rec);
+        state.epochs_done = epoch + 1;
+        state.wall_s += started.elapsed().as_secs_f64();
+        // checkpoint: weights (with BN running statistics), momentum, state
+        varmap.save(&ckpt)?;
+        let m: HashMap<String, Tensor> = sgd
+            .params
+            .iter()
+            .filter_map(|p| p.momentum.clone().map(|t| (p.name.clone(), t)))
+            .collect();
+        if !m.is_empty() {
+            candle_core::safetensors::save(&m, &mom)?;
+        }
+        let text = serde_json::to_string_pretty(&state)
+            .map_err(|e| Error::config("state.json", e.to_string()))?;
+        io(&state_path, std::fs::write(&state_path, text))?;
+        write_metrics(&cfg.work_dir.join(METRICS), &state.history)?;
+    }
+    // Evaluate what ships: weights rounded to f16, computed in f32.
+    let mut weights = weights_of(&varmap)?;
+    weights.extend(frozen);
+    let rounded: HashMap<String, Tensor> = weights
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.to_dtype(DType::F16)?.to_dtype(DType::F32)?)))
+        .collect::<Result<_>>()?;
+    let shipped = build_encoder(
+        &card.architecture,
+        VarBuilder::from_tensors(rounded, DType::F32, device),
+    )?;
+    let evaluation = evaluate(shipped.as_ref(), &card, &split.test, 64, device)?;
+    let (data, split_name) = cfg.benchmark.describe();
+    let best = state
+        .history
+        .iter()
+        .filter(|r| r.test_top1.is_finite())
+        .map(|r| (r.test_top1, r.epoch))
+        .fold((f64::NAN, 0), |a, b| if a.0.is_nan() || b.0 > a.0 { b } else { a });
+    card.provenance = Provenance {
+        command: cfg.command.clone(),
+        data: data.to_string(),
+        split: split_name.to_string(),
+        seed: Some(cfg.seed),
+        license: "MIT OR Apache-2.0 (weights); the data set's own terms apply to the data".into(),
+        metrics: [
+            ("top1".to_string(), evaluation.top1),
+            ("top5".to_string(), evaluation.top5),
+            ("epochs".to_string(), cfg.epochs as f64),
+            ("train_wall_s".to_string(), state.wall_s),
+            ("test_samples".to_string(), evaluation.samples as f64),
+        ]
+        .into_iter()
+        .collect(),
+        notes: format!(
+            "skelact train: {} epochs x {} repeats of {} training clips, batch {}, SGD Nesterov \
+             lr {} ({} warm-up epochs, {:?}), weight decay {} (not on biases/BN), label smoothing {}, \
+             augmentation {:?}, frames drawn sorted at random in training and evenly in test; \
+             {:.0} s wall time on CPU. Metrics are of the final epoch's weights rounded to f16 \
+             (no checkpoint selection on the test split; best test top-1 during training was \
+             {:.2} % at epoch {}).",
+            cfg.epochs,
+            cfg.repeat,
+            split.train.len(),
+            cfg.batch_size,
+            cfg.lr,
+            cfg.warmup_epochs,
+            cfg.decay,
+            cfg.weight_decay,
+            cfg.label_smoothing,
+            cfg.augment,
+            state.wall_s,
+            best.0 * 100.0,
+            best.1
+        ),
+    };
+    if let Some(out) = &cfg.out {
+        let mut shipped_card = card.clone();
+        shipped_card.precision = Precision::F16;
+        ModelDir::create(out, &shipped_card, &weights)?;
+        let report = out.join("evaluation.txt");
+        io(
+            &report,
+            std::fs::write(&report, evaluation.report(&card.classes)),
+        )?;
+        let csv = out.join(METRICS);
+        write_metrics(&csv, &state.history)?;
+    }
+    Ok(TrainOutcome {
+        card,
+        weights,
+        history: state.history,
+        evaluation,
+        wall_s: state.wall_s,
+    })
+}

@@ -1,0 +1,394 @@
+//! The live runtime end to end: windows cut while streaming equal windows
+//! cut offline, recorded input gives the expected events, and bad input,
+//! backpressure and early ends are counted — never a panic or a hang.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use proptest::prelude::*;
+use skelact::board::Board;
+use skelact::model::directory::build_encoder;
+use skelact::model::{builtin, ModelCard, ModelDir};
+use skelact::runtime::input::window_tensor;
+use skelact::runtime::{
+    DecisionConfig, Event, EventKind, Pace, Report, Runtime, TrackWindow, Tracker, TrackerConfig,
+};
+use skelact::skeleton::Layout;
+use skelact::source::recording::{RecordingSource, RecordingWriter};
+use skelact::source::synthetic::SyntheticSource;
+use skelact::source::{Frame, JointSource};
+use skelact::window::input::{model_input, PoseSeq};
+use skelact::window::Stream;
+use skelact::Error;
+
+/// A model directory of the edge CTR-GCN with fresh weights (made once per
+/// test binary run).
+fn fresh_model_dir() -> PathBuf {
+    static DIR: Mutex<Option<(tempfile::TempDir, PathBuf)>> = Mutex::new(None);
+    let mut g = DIR.lock().unwrap();
+    if let Some((_, p)) = g.as_ref() {
+        return p.clone();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ctrgcn-edge-fresh");
+    let card = builtin::card("ctrgcn-edge").unwrap().unwrap();
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    build_encoder(&card.architecture, vb).unwrap();
+    let weights: HashMap<String, Tensor> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    ModelDir::create(&path, &card, &weights).unwrap();
+    *g = Some((tmp, path.clone()));
+    path
+}
+
+/// Runs `rt` on a thread and fails the test if it takes longer than
+/// `limit` (a hang), returning the report and the events.
+fn run_bounded(
+    b: skelact::runtime::RuntimeBuilder,
+    limit: Duration,
+) -> (skelact::Result<Report>, Vec<Event>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let ev = events.clone();
+    let b = b.on_event(move |e| ev.lock().unwrap().push(e.clone()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = b.build().and_then(|rt| rt.run());
+        let _ = tx.send(r);
+    });
+    let r = rx.recv_timeout(limit).expect("runtime hangs");
+    let ev = events.lock().unwrap().clone();
+    (r, ev)
+}
+
+#[test]
+fn synthetic_scene_end_to_end() {
+    let b = Runtime::builder()
+        .source(SyntheticSource::new(3, 6.0, 0))
+        .model_dir(fresh_model_dir())
+        .board(Board::builtin("x86-cpu").unwrap())
+        .stride(15)
+        .pace(Pace::Fast);
+    let (r, events) = run_bounded(b, Duration::from_secs(300));
+    let r = r.unwrap();
+    assert_eq!(r.frames, 180);
+    assert!(r.tracks >= 3, "{r}");
+    // each of 3 people: first window at frame 52, then every 15 frames
+    assert!(r.windows >= 3 * 8, "{r}");
+    assert_eq!(r.drops.queue_total(), 0, "Fast pacing is lossless");
+    assert_eq!(r.latency.end_to_end.count, r.windows);
+    assert!(r.latency.end_to_end.p50_ms > 0.0);
+    assert!(events.iter().all(|e| e.end_ns >= e.start_ns));
+    let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert!(json["latency"]["end_to_end"]["p99_ms"].is_number());
+}
+
+/// The card used by the streaming property: the edge CTR-GCN's contract
+/// with a short window and several streams.
+fn short_card(t: usize) -> ModelCard {
+    let mut c = builtin::card("ctrgcn-edge").unwrap().unwrap();
+    c.temporal.frames = t;
+    c.input.streams = vec![Stream::Joint, Stream::Bone, Stream::JointMotion];
+    c
+}
+
+/// A deterministic random walk of one person, `(frames, 20, 3)`.
+fn walk(seed: u64, frames: usize) -> Vec<[f32; 3]> {
+    let mut s = seed | 1;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let mut pose: Vec<[f32; 3]> = (0..20)
+        .map(|j| [next(), j as f32 * 0.08 - 0.8, 3.0 + next()])
+        .collect();
+    let mut out = Vec::with_capacity(frames * 20);
+    for _ in 0..frames {
+        for p in pose.iter_mut() {
+            for a in p.iter_mut() {
+                *a += 0.04 * next();
+            }
+        }
+        out.extend_from_slice(&pose);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn streaming_windows_equal_offline_windows(
+        seed in any::<u64>(),
+        len in 4usize..50,
+        t in 2usize..10,
+        stride in 1usize..6,
+    ) {
+        let layout = Layout::kinect20_ucla();
+        let card = short_card(t);
+        let seq = walk(seed, len);
+        let mut cfg = TrackerConfig::new(t);
+        cfg.stride = stride;
+        cfg.min_frames = 1;
+        let mut tracker = Tracker::new(cfg, layout, layout).unwrap();
+        let mut frame = Frame::new(layout, 2);
+        let mut w = TrackWindow::with_capacity(t, 20);
+        let mut got = Vec::new();
+        for n in 0..len {
+            frame.clear();
+            frame.captured_at_ns = n as u64 * 1000;
+            frame.push_pose().joints.copy_from_slice(&seq[n * 20..(n + 1) * 20]);
+            tracker.push(&frame, 0);
+            while tracker.take_due(&mut w) {
+                got.push((n, w.clone()));
+            }
+        }
+        tracker.finish();
+        while tracker.take_due(&mut w) {
+            got.push((len - 1, w.clone()));
+        }
+        // offline: windows end at t-1, t-1+stride, ...; a sequence shorter
+        // than t yields one short window of everything
+        let mut want_ends: Vec<usize> = (t - 1..len).step_by(stride).collect();
+        if len < t {
+            want_ends = vec![len - 1];
+        }
+        prop_assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), want_ends.clone());
+        for (end, w) in &got {
+            let start = (end + 1).saturating_sub(t);
+            let cut: Vec<f32> = seq[start * 20..(end + 1) * 20].iter().flatten().copied().collect();
+            prop_assert_eq!(&w.joints, &cut);
+            prop_assert_eq!(w.captured_at_ns, *end as u64 * 1000);
+            prop_assert_eq!(w.first_captured_at_ns, start as u64 * 1000);
+            // and the model input is the one the training path builds
+            let live = window_tensor(&[w], &card, &Device::Cpu).unwrap();
+            let off = model_input(PoseSeq::new(&cut, end + 1 - start, 1, 20).unwrap(), &card, &Device::Cpu).unwrap();
+            let d = (live - off).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            prop_assert_eq!(d, 0.0);
+        }
+    }
+}
+
+#[test]
+fn tracker_keeps_ids_through_short_gaps_and_expires_long_ones() {
+    let layout = Layout::kinect20_ucla();
+    let mut cfg = TrackerConfig::new(4);
+    cfg.max_gap_frames = 3;
+    let mut tr = Tracker::new(cfg, layout, layout).unwrap();
+    let mut f = Frame::new(layout, 2);
+    let mut w = TrackWindow::with_capacity(4, 20);
+    let a = walk(1, 40);
+    let mut b = walk(2, 40);
+    for p in b.iter_mut() {
+        p[0] += 2.0; // two metres apart
+    }
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        f.clear();
+        f.captured_at_ns = n as u64;
+        // person b vanishes for 2 frames (kept), then for 6 (expired)
+        f.push_pose().joints.copy_from_slice(&a[n * 20..(n + 1) * 20]);
+        if !(10..12).contains(&n) && !(20..26).contains(&n) {
+            f.push_pose().joints.copy_from_slice(&b[n * 20..(n + 1) * 20]);
+        }
+        tr.push(&f, 0);
+        while tr.take_due(&mut w) {
+            ids.push(w.track);
+        }
+    }
+    // a, b, and b again after the long gap
+    assert_eq!(tr.counts().tracks_started, 3);
+    assert!(ids.contains(&1) && ids.contains(&2) && ids.contains(&3));
+}
+
+#[test]
+fn nan_and_missing_joints_are_filled_or_counted() {
+    let layout = Layout::kinect20_ucla();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.skrec");
+    let mut src = SyntheticSource::new(2, 3.0, 0);
+    let mut wr = RecordingWriter::create(&path, layout, 30.0).unwrap();
+    let mut f = Frame::new(layout, 4);
+    let mut n = 0;
+    while src.next_frame(&mut f).unwrap() {
+        // some NaN joints, some unseen joints, and every 10th frame a pose
+        // that is mostly NaN
+        f.people[0].joints[n % 20] = [f32::NAN; 3];
+        f.people[0].confidence[(n + 5) % 20] = 0.0;
+        if n % 10 == 0 {
+            let p = f.push_pose();
+            for j in p.joints.iter_mut().take(15) {
+                *j = [f32::NAN; 3];
+            }
+        }
+        wr.write(&f).unwrap();
+        n += 1;
+    }
+    wr.finish().unwrap();
+    let b = Runtime::builder()
+        .source(RecordingSource::open(&path).unwrap())
+        .model_dir(fresh_model_dir())
+        .stride(20)
+        .pace(Pace::Fast);
+    let (r, _) = run_bounded(b, Duration::from_secs(300));
+    let r = r.unwrap();
+    assert_eq!(r.drops.invalid_poses, 9);
+    assert!(r.windows > 0, "{r}");
+}
+
+#[test]
+fn source_faster_than_inference_drops_and_counts() {
+    let b = Runtime::builder()
+        .source(SyntheticSource::new(4, 20.0, 0))
+        .model_dir(fresh_model_dir())
+        .stride(2)
+        .queue_capacity(2)
+        .pace(Pace::Flood);
+    let (r, _) = run_bounded(b, Duration::from_secs(300));
+    let r = r.unwrap();
+    assert_eq!(r.frames, 600);
+    assert!(r.drops.queue_total() > 0, "{r}");
+}
+
+#[test]
+fn stream_ending_mid_window_yields_one_short_window() {
+    // 1 s = 30 frames: fewer than the 52 of a window, more than half of it
+    let b = Runtime::builder()
+        .source(SyntheticSource::new(1, 1.0, 0))
+        .model_dir(fresh_model_dir())
+        .pace(Pace::Fast);
+    let (r, _) = run_bounded(b, Duration::from_secs(120));
+    let r = r.unwrap();
+    assert_eq!((r.frames, r.windows), (30, 1));
+    // 0.5 s: too short to say anything
+    let b = Runtime::builder()
+        .source(SyntheticSource::new(1, 0.5, 0))
+        .model_dir(fresh_model_dir())
+        .pace(Pace::Fast);
+    let (r, events) = run_bounded(b, Duration::from_secs(120));
+    let r = r.unwrap();
+    assert_eq!((r.frames, r.windows), (15, 0));
+    assert!(events.is_empty());
+    // no frames at all
+    let b = Runtime::builder()
+        .source(SyntheticSource::new(1, 0.0, 0))
+        .model_dir(fresh_model_dir())
+        .pace(Pace::Fast);
+    let (r, _) = run_bounded(b, Duration::from_secs(120));
+    assert_eq!(r.unwrap().frames, 0);
+}
+
+/// Golden replay: the synthetic scene recorded to a file and replayed; the
+/// fall rule (pose-only, as the NW-UCLA model has no fall class) fires
+/// once per person who falls, about 2 s after they hit the floor, and never
+/// for sitting or bending.
+#[test]
+fn golden_replay_raises_one_fall_per_fall_and_none_for_bending() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scene.skrec");
+    let mut src = SyntheticSource::new(3, 24.0, 0);
+    let mut wr = RecordingWriter::create(&path, src.layout(), src.fps()).unwrap();
+    let mut f = Frame::new(src.layout(), 4);
+    while src.next_frame(&mut f).unwrap() {
+        wr.write(&f).unwrap();
+    }
+    wr.finish().unwrap();
+    let b = Runtime::builder()
+        .source(RecordingSource::open(&path).unwrap())
+        .model_dir(fresh_model_dir())
+        .stride(10)
+        .decisions(DecisionConfig::default())
+        .pace(Pace::Fast);
+    let (r, events) = run_bounded(b, Duration::from_secs(600));
+    r.unwrap();
+    let mut falls: Vec<f64> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Fall)
+        .map(|e| e.end_ns as f64 / 1e9)
+        .collect();
+    falls.sort_by(f64::total_cmp);
+    // falls begin at 3.9 s (person 2), 11.2 s (person 1), 18.5 s (person 0);
+    // the hip is low about 0.7 s later and must stay low 2 s
+    let expected = [3.9, 11.2, 18.5];
+    assert_eq!(falls.len(), 3, "falls at {falls:?}");
+    for (got, start) in falls.iter().zip(expected) {
+        assert!(
+            *got >= start + 2.5 && *got <= start + 4.0,
+            "fall event at {got} s for a fall starting at {start} s"
+        );
+    }
+}
+
+#[test]
+fn boards_refuse_models_that_do_not_fit() {
+    let dev = Device::Cpu;
+    // compute: the published CTR-GCN for 8 people at 30 fps on 2 CPU cores
+    let big = builtin::fresh(&builtin::card("ctrgcn").unwrap().unwrap(), &dev).unwrap();
+    let e = Runtime::builder()
+        .source(SyntheticSource::new(1, 1.0, 0))
+        .model(big)
+        .board(Board::builtin("x86-cpu").unwrap())
+        .build()
+        .err()
+        .expect("refused");
+    assert!(matches!(&e, Error::Mismatch { field, .. } if field.contains("compute")), "{e}");
+    // window: 200 frames on a board that takes 128
+    let mut card = builtin::card("ctrgcn-edge").unwrap().unwrap();
+    card.temporal.frames = 200;
+    let long = builtin::fresh(&card, &dev).unwrap();
+    let e = Runtime::builder()
+        .source(SyntheticSource::new(1, 1.0, 0))
+        .model(long)
+        .build()
+        .err()
+        .expect("refused");
+    assert!(matches!(&e, Error::Mismatch { field, .. } if field.contains("temporal.frames")), "{e}");
+    // a CUDA board in a CPU build is an error, not a fallback
+    if !candle_core::utils::cuda_is_available() {
+        let e = Board::builtin("jetson-orin-nano").unwrap().device().unwrap_err();
+        assert!(matches!(e, Error::Device(_)));
+    }
+}
+
+fn rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A short soak: the same run twice; the second must not grow memory
+/// (beyond allocator noise). `SKELACT_SOAK_S` makes it longer.
+#[test]
+fn soak_memory_stays_flat() {
+    let secs: f32 = std::env::var("SKELACT_SOAK_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15.0);
+    let run = || {
+        let b = Runtime::builder()
+            .source(SyntheticSource::new(4, secs, 3))
+            .model_dir(fresh_model_dir())
+            .stride(26)
+            .pace(Pace::Fast);
+        let (r, _) = run_bounded(b, Duration::from_secs(600));
+        r.unwrap()
+    };
+    run();
+    let before = rss_kib();
+    let r = run();
+    let after = rss_kib();
+    if let (Some(a), Some(b)) = (before, after) {
+        let grew = b.saturating_sub(a) as f64 / 1024.0;
+        assert!(grew < 64.0, "RSS grew by {grew:.1} MiB over a {secs} s soak ({r})");
+    }
+}
