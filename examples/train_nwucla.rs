@@ -1,21 +1,34 @@
 //! Train the CTR-GCN edge model on NW-UCLA cross-view through the library
-//! API (what `skelact train` does, without the command line).
+//! API — the recipe of the shipped `models/ctrgcn-edge-nwucla` (what
+//! `skelact train --epochs E --repeat 1 --warmup 2 --cosine 0.0001
+//! --eval-every 2 --time-budget S` does), without the command line.
 //!
 //! ```sh
-//! cargo run --release --features train --example train_nwucla -- EPOCHS [LIMIT]
+//! cargo run --release --features train --example train_nwucla -- \
+//!     EPOCHS [WORK_DIR [OUT_DIR [TIME_BUDGET_S [LIMIT]]]]
 //! ```
+//!
+//! A work directory with a checkpoint is resumed.
 
 #[cfg(feature = "train")]
 fn main() -> anyhow::Result<()> {
+    use skelact::train::optim::Decay;
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = std::env::args().collect();
     let epochs = args.get(1).map_or(Ok(1), |s| s.parse())?;
+    let work = args.get(2).map_or("runs/example-nwucla", |s| s.as_str());
     let data = std::env::var_os("SKELACT_DATA")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| "../shared/data".into());
-    let mut cfg = skelact::train::TrainConfig::nwucla(data, "runs/example-nwucla".into(), epochs);
-    cfg.limit = args.get(2).map(|s| s.parse()).transpose()?;
+    let mut cfg = skelact::train::TrainConfig::nwucla(data, work.into(), epochs);
+    cfg.out = args.get(3).map(Into::into);
+    cfg.time_budget_s = args.get(4).map(|s| s.parse()).transpose()?;
+    cfg.limit = args.get(5).map(|s| s.parse()).transpose()?;
     cfg.repeat = 1;
+    cfg.warmup_epochs = 2;
+    cfg.decay = Decay::Cosine { min_lr: 1e-4 };
+    cfg.eval_every = 2;
+    cfg.progress = false;
     cfg.command = args.join(" ");
     let out = skelact::train::train(&cfg)?;
     println!("{}", out.evaluation.report(&out.card.classes));

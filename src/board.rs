@@ -68,9 +68,18 @@ pub struct Board {
 /// The shipped profiles, by name.
 const BUILTIN: [(&str, &str); 4] = [
     ("x86-cpu", include_str!("../boards/x86-cpu.toml")),
-    ("jetson-orin-nano", include_str!("../boards/jetson-orin-nano.toml")),
-    ("jetson-agx-orin", include_str!("../boards/jetson-agx-orin.toml")),
-    ("jetson-xavier-nx", include_str!("../boards/jetson-xavier-nx.toml")),
+    (
+        "jetson-orin-nano",
+        include_str!("../boards/jetson-orin-nano.toml"),
+    ),
+    (
+        "jetson-agx-orin",
+        include_str!("../boards/jetson-agx-orin.toml"),
+    ),
+    (
+        "jetson-xavier-nx",
+        include_str!("../boards/jetson-xavier-nx.toml"),
+    ),
 ];
 
 impl Board {
@@ -134,7 +143,10 @@ impl Board {
         if self.stride > self.max_window {
             return Err(Error::config(
                 "board.stride",
-                format!("{} is longer than max_window {}", self.stride, self.max_window),
+                format!(
+                    "{} is longer than max_window {}",
+                    self.stride, self.max_window
+                ),
             ));
         }
         if !(self.compute_gmacs > 0.0 && self.compute_gmacs.is_finite()) {

@@ -62,7 +62,10 @@ fn run_bounded(
     let b = b.on_event(move |e| ev.lock().unwrap().push(e.clone()));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let r = b.build().and_then(|rt| rt.run());
+        let r = match b.build() {
+            Ok(rt) => rt.run(),
+            Err(e) => Err(e),
+        };
         let _ = tx.send(r);
     });
     let r = rx.recv_timeout(limit).expect("runtime hangs");
@@ -157,6 +160,10 @@ proptest! {
         while tracker.take_due(&mut w) {
             got.push((len - 1, w.clone()));
         }
+        // the end marker closes a track that yielded windows
+        let markers = got.iter().filter(|g| g.1.frames == 0).count();
+        prop_assert_eq!(markers, usize::from(len >= t));
+        got.retain(|g| g.1.frames > 0);
         // offline: windows end at t-1, t-1+stride, ...; a sequence shorter
         // than t yields one short window of everything
         let mut want_ends: Vec<usize> = (t - 1..len).step_by(stride).collect();
@@ -197,9 +204,13 @@ fn tracker_keeps_ids_through_short_gaps_and_expires_long_ones() {
         f.clear();
         f.captured_at_ns = n as u64;
         // person b vanishes for 2 frames (kept), then for 6 (expired)
-        f.push_pose().joints.copy_from_slice(&a[n * 20..(n + 1) * 20]);
+        f.push_pose()
+            .joints
+            .copy_from_slice(&a[n * 20..(n + 1) * 20]);
         if !(10..12).contains(&n) && !(20..26).contains(&n) {
-            f.push_pose().joints.copy_from_slice(&b[n * 20..(n + 1) * 20]);
+            f.push_pose()
+                .joints
+                .copy_from_slice(&b[n * 20..(n + 1) * 20]);
         }
         tr.push(&f, 0);
         while tr.take_due(&mut w) {
@@ -341,7 +352,10 @@ fn boards_refuse_models_that_do_not_fit() {
         .build()
         .err()
         .expect("refused");
-    assert!(matches!(&e, Error::Mismatch { field, .. } if field.contains("compute")), "{e}");
+    assert!(
+        matches!(&e, Error::Mismatch { field, .. } if field.contains("compute")),
+        "{e}"
+    );
     // window: 200 frames on a board that takes 128
     let mut card = builtin::card("ctrgcn-edge").unwrap().unwrap();
     card.temporal.frames = 200;
@@ -352,10 +366,16 @@ fn boards_refuse_models_that_do_not_fit() {
         .build()
         .err()
         .expect("refused");
-    assert!(matches!(&e, Error::Mismatch { field, .. } if field.contains("temporal.frames")), "{e}");
+    assert!(
+        matches!(&e, Error::Mismatch { field, .. } if field.contains("temporal.frames")),
+        "{e}"
+    );
     // a CUDA board in a CPU build is an error, not a fallback
     if !candle_core::utils::cuda_is_available() {
-        let e = Board::builtin("jetson-orin-nano").unwrap().device().unwrap_err();
+        let e = Board::builtin("jetson-orin-nano")
+            .unwrap()
+            .device()
+            .unwrap_err();
         assert!(matches!(e, Error::Device(_)));
     }
 }
@@ -389,6 +409,88 @@ fn soak_memory_stays_flat() {
     let after = rss_kib();
     if let (Some(a), Some(b)) = (before, after) {
         let grew = b.saturating_sub(a) as f64 / 1024.0;
-        assert!(grew < 64.0, "RSS grew by {grew:.1} MiB over a {secs} s soak ({r})");
+        assert!(
+            grew < 64.0,
+            "RSS grew by {grew:.1} MiB over a {secs} s soak ({r})"
+        );
     }
+}
+
+/// Real NW-UCLA clips replayed as one stream: a clip shorter than the
+/// window yields one window covering it, and its scores equal the model's
+/// scores on the clip offline.
+#[test]
+fn nwucla_stream_scores_equal_offline_clip_scores() {
+    let root = std::env::var_os("SKELACT_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let dir = root.join("nw-ucla/all_sqe");
+    if !dir.is_dir() {
+        eprintln!("SKIPPED: NW-UCLA not found at {}", dir.display());
+        return;
+    }
+    let src = skelact::source::replay::ReplaySource::nwucla(&dir, Some(3), 12, 1.0).unwrap();
+    let segments = src.segments().to_vec();
+    let clips: Vec<_> = skelact::source::nwucla::list(&dir)
+        .unwrap()
+        .into_iter()
+        .filter(|p| {
+            let n = p.file_stem().unwrap().to_str().unwrap();
+            skelact::source::nwucla::parse_name(n).and_then(|m| m.camera) == Some(3)
+        })
+        .take(12)
+        .map(|p| skelact::source::nwucla::read_clip(&p).unwrap())
+        .collect();
+    let model_dir = fresh_model_dir();
+    let b = Runtime::builder()
+        .source(src)
+        .model_dir(&model_dir)
+        .min_window_frames(1)
+        .fold_batch_norm(false)
+        .decisions(DecisionConfig {
+            emit_scores: true,
+            ..DecisionConfig::default()
+        })
+        .pace(Pace::Fast);
+    let (r, events) = run_bounded(b, Duration::from_secs(300));
+    r.unwrap();
+    let model = ModelDir::open(&model_dir)
+        .unwrap()
+        .load(&Device::Cpu, None)
+        .unwrap();
+    let mut compared = 0;
+    for (seg, clip) in segments.iter().zip(&clips) {
+        assert_eq!(seg.name, clip.name);
+        if clip.num_frames >= 52 {
+            continue;
+        }
+        let scores: Vec<&Vec<f32>> = events
+            .iter()
+            .filter(|e| {
+                e.kind == EventKind::Scores && e.end_ns >= seg.start_ns && e.end_ns <= seg.end_ns
+            })
+            .filter_map(|e| e.scores.as_ref())
+            .collect();
+        assert_eq!(scores.len(), 1, "clip {}", clip.name);
+        let x = model_input(PoseSeq::from_clip(clip).unwrap(), &model.card, &Device::Cpu).unwrap();
+        let logits = model.logits(&x).unwrap();
+        let p = candle_nn::ops::softmax_last_dim(&logits)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let d = p
+            .iter()
+            .zip(scores[0])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            d < 1e-5,
+            "clip {}: stream and offline differ by {d}",
+            clip.name
+        );
+        compared += 1;
+    }
+    assert!(compared > 0);
 }

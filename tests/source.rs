@@ -158,7 +158,10 @@ fn truncated_recording_ends_at_last_whole_frame() {
     assert_eq!(r.dropped(), 1);
     // cut inside the header: a clear error
     std::fs::write(&path, &bytes[..20]).unwrap();
-    assert!(matches!(RecordingSource::open(&path), Err(Error::Format { .. })));
+    assert!(matches!(
+        RecordingSource::open(&path),
+        Err(Error::Format { .. })
+    ));
 }
 
 #[test]
@@ -177,7 +180,10 @@ fn corrupt_record_is_skipped_and_counted() {
     let mut b2 = std::fs::read(&path).unwrap();
     b2[0] = b'X';
     std::fs::write(&path, &b2).unwrap();
-    assert!(matches!(RecordingSource::open(&path), Err(Error::Format { .. })));
+    assert!(matches!(
+        RecordingSource::open(&path),
+        Err(Error::Format { .. })
+    ));
     b2[0] = b'S';
     b2[8] = 99;
     std::fs::write(&path, &b2).unwrap();
@@ -219,7 +225,10 @@ fn udp_counts_malformed_and_oversized_datagrams() {
     let mut g = Frame::new(layout, 2);
     let start = Instant::now();
     while src.next_frame(&mut g).unwrap() {
-        assert!(start.elapsed() < Duration::from_secs(10), "udp source hangs");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "udp source hangs"
+        );
         if g.seq != NO_FRAME {
             frames.push(g.clone());
         }
@@ -243,4 +252,20 @@ fn udp_source_without_data_returns_promptly() {
     assert!(src.next_frame(&mut f).unwrap());
     assert_eq!(f.seq, NO_FRAME);
     assert!(t.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn ntu_skeleton_files_replay_as_one_stream() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ntu");
+    let mut r = ReplaySource::ntu(&dir, 10, 0.5).unwrap();
+    assert_eq!(r.layout().name(), "ntu25");
+    assert_eq!(r.segments().len(), 3);
+    let total = r.total_frames() as usize;
+    let frames = drain(&mut r, usize::MAX);
+    assert_eq!(frames.len(), total);
+    assert!(frames.iter().any(|f| !f.people.is_empty()));
+    assert!(frames
+        .iter()
+        .flat_map(|f| &f.people)
+        .all(|p| p.joints.len() == 25));
 }

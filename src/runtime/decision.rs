@@ -113,7 +113,32 @@ impl Decisions {
 
     /// Takes the probabilities `probs` of window `w`; pushes events into
     /// `out`. `latency_ms` is stamped on the events.
-    pub fn update(&mut self, w: &TrackWindow, probs: &[f32], latency_ms: f64, out: &mut Vec<Event>) {
+    pub fn update(
+        &mut self,
+        w: &TrackWindow,
+        probs: &[f32],
+        latency_ms: f64,
+        out: &mut Vec<Event>,
+    ) {
+        if w.frames == 0 {
+            // end marker: the track is gone
+            if let Some(st) = self.tracks.remove(&w.track) {
+                if let Some((a, start)) = st.active {
+                    out.push(Event {
+                        kind: EventKind::ActionEnd,
+                        track: w.track,
+                        label: self.classes[a].clone(),
+                        class: Some(a),
+                        confidence: st.ema[a],
+                        start_ns: start,
+                        end_ns: st.last_ns.max(start),
+                        latency_ms,
+                        scores: None,
+                    });
+                }
+            }
+            return;
+        }
         let k = self.classes.len().min(probs.len());
         let cfg = &self.cfg;
         let st = self.tracks.entry(w.track).or_insert_with(|| TrackState {
@@ -140,46 +165,82 @@ impl Decisions {
             scores: None,
         };
         if cfg.emit_scores {
-            let mut e = event(EventKind::Scores, None, "scores", 0.0, w.first_captured_at_ns);
+            let mut e = event(
+                EventKind::Scores,
+                None,
+                "scores",
+                0.0,
+                w.first_captured_at_ns,
+            );
             e.scores = Some(probs[..k].to_vec());
             out.push(e);
         }
         // hysteresis
         if let Some((a, start)) = st.active {
             if st.ema[a] < cfg.exit || w.last {
-                out.push(event(EventKind::ActionEnd, Some(a), &self.classes[a], st.ema[a], start));
+                out.push(event(
+                    EventKind::ActionEnd,
+                    Some(a),
+                    &self.classes[a],
+                    st.ema[a],
+                    start,
+                ));
                 st.active = None;
             }
         }
         if st.active.is_none() && !w.last {
-            let (top, score) = st
-                .ema
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, &s)| if s > b.1 { (i, s) } else { b });
+            let (top, score) =
+                st.ema
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::MIN), |b, (i, &s)| if s > b.1 { (i, s) } else { b });
             if score >= cfg.enter && k > 0 {
                 st.active = Some((top, w.first_captured_at_ns));
-                out.push(event(EventKind::ActionStart, Some(top), &self.classes[top], score, w.first_captured_at_ns));
+                out.push(event(
+                    EventKind::ActionStart,
+                    Some(top),
+                    &self.classes[top],
+                    score,
+                    w.first_captured_at_ns,
+                ));
                 if self.gesture[top] {
                     let ok = st.last_gesture_ns.is_none_or(|t| {
                         w.captured_at_ns.saturating_sub(t) as f64 >= cfg.refractory_s as f64 * 1e9
                     });
                     if ok {
                         st.last_gesture_ns = Some(w.captured_at_ns);
-                        out.push(event(EventKind::Gesture, Some(top), &self.classes[top], score, w.first_captured_at_ns));
+                        out.push(event(
+                            EventKind::Gesture,
+                            Some(top),
+                            &self.classes[top],
+                            score,
+                            w.first_captured_at_ns,
+                        ));
                     }
                 }
             }
         } else if w.last {
             // a short final window still gets a verdict
-            let (top, score) = st
-                .ema
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, &s)| if s > b.1 { (i, s) } else { b });
+            let (top, score) =
+                st.ema
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::MIN), |b, (i, &s)| if s > b.1 { (i, s) } else { b });
             if score >= cfg.enter && k > 0 && st.active.is_none() {
-                out.push(event(EventKind::ActionStart, Some(top), &self.classes[top], score, w.first_captured_at_ns));
-                out.push(event(EventKind::ActionEnd, Some(top), &self.classes[top], score, w.first_captured_at_ns));
+                out.push(event(
+                    EventKind::ActionStart,
+                    Some(top),
+                    &self.classes[top],
+                    score,
+                    w.first_captured_at_ns,
+                ));
+                out.push(event(
+                    EventKind::ActionEnd,
+                    Some(top),
+                    &self.classes[top],
+                    score,
+                    w.first_captured_at_ns,
+                ));
             }
         }
         // fall rule

@@ -16,7 +16,11 @@ use crate::{Error, Result};
 
 /// The model input `(N, C, T, V, M)` for a batch of track windows, each
 /// window the first person of its sample.
-pub fn window_tensor(windows: &[&TrackWindow], card: &ModelCard, device: &Device) -> Result<Tensor> {
+pub fn window_tensor(
+    windows: &[&TrackWindow],
+    card: &ModelCard,
+    device: &Device,
+) -> Result<Tensor> {
     if windows.is_empty() {
         return Err(Error::config("batch", "needs at least one window"));
     }

@@ -101,7 +101,7 @@ pub enum Pace {
 
 enum ModelChoice {
     None,
-    Loaded(LoadedModel, DType),
+    Loaded(Box<LoadedModel>, DType),
     Dir(PathBuf),
 }
 
@@ -114,6 +114,7 @@ pub struct RuntimeBuilder {
     decisions: DecisionConfig,
     stride: Option<usize>,
     max_people: Option<usize>,
+    min_frames: Option<usize>,
     queue: usize,
     pace: Pace,
     stop: Option<Arc<AtomicBool>>,
@@ -148,6 +149,7 @@ impl Runtime {
             decisions: DecisionConfig::default(),
             stride: None,
             max_people: None,
+            min_frames: None,
             queue: 8,
             pace: Pace::Fast,
             stop: None,
@@ -172,13 +174,13 @@ impl RuntimeBuilder {
 
     /// A loaded model computing in f32 (loaded on the board's device).
     pub fn model(mut self, m: LoadedModel) -> Self {
-        self.model = ModelChoice::Loaded(m, DType::F32);
+        self.model = ModelChoice::Loaded(Box::new(m), DType::F32);
         self
     }
 
     /// A loaded model computing in `dtype`.
     pub fn model_with_dtype(mut self, m: LoadedModel, dtype: DType) -> Self {
-        self.model = ModelChoice::Loaded(m, dtype);
+        self.model = ModelChoice::Loaded(Box::new(m), dtype);
         self
     }
 
@@ -222,6 +224,13 @@ impl RuntimeBuilder {
     /// Most people tracked (default: the board's).
     pub fn max_people(mut self, n: usize) -> Self {
         self.max_people = Some(n);
+        self
+    }
+
+    /// Fewest frames of the one short window a track that ends before its
+    /// first full window yields (default: half the model's window).
+    pub fn min_window_frames(mut self, n: usize) -> Self {
+        self.min_frames = Some(n.max(1));
         self
     }
 
@@ -270,7 +279,7 @@ impl RuntimeBuilder {
         let device = board.device()?;
         let (mut model, dtype) = match self.model {
             ModelChoice::None => return Err(Error::config("runtime.model", "no model given")),
-            ModelChoice::Loaded(m, d) => (m, d),
+            ModelChoice::Loaded(m, d) => (*m, d),
             ModelChoice::Dir(p) => {
                 let dir = ModelDir::open(&p)?;
                 (dir.load(&device, Some(board.dtype()))?, board.dtype())
@@ -304,6 +313,9 @@ impl RuntimeBuilder {
         let mut tracker = TrackerConfig::new(card.temporal.frames);
         tracker.stride = self.stride.unwrap_or(board.stride);
         tracker.max_people = self.max_people.unwrap_or(board.max_people);
+        if let Some(n) = self.min_frames {
+            tracker.min_frames = n;
+        }
         // refuses an impossible layout mapping now rather than in a thread
         Tracker::new(tracker.clone(), source.layout(), card.layout()?)?;
         Ok(Runtime {
@@ -412,7 +424,13 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "frames {}  tracks {}  windows {}  batches {}  events {}  stream {:.1} s  wall {:.1} s",
-            self.frames, self.tracks, self.windows, self.batches, self.events, self.stream_s, self.wall_s
+            self.frames,
+            self.tracks,
+            self.windows,
+            self.batches,
+            self.events,
+            self.stream_s,
+            self.wall_s
         )?;
         let d = &self.drops;
         writeln!(
@@ -583,61 +601,71 @@ impl Runtime {
             let abort = failed.clone();
             thread::Builder::new()
                 .name("skelact-source".into())
-                .spawn(move || guard(&failed, move || -> Result<(u64, u64, bool)> {
-                    let mut frames = 0u64;
-                    let mut first_ts: Option<u64> = None;
-                    let mut last_ts = 0u64;
-                    let mut stopped = false;
-                    loop {
-                        if stop.load(Ordering::Relaxed) {
-                            stopped = true;
-                            break;
-                        }
-                        if abort.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let mut f = fpool_rx
-                            .try_recv()
-                            .unwrap_or_else(|_| Frame::new(src_layout, max_people));
-                        if !source.next_frame(&mut f)? {
-                            break;
-                        }
-                        if f.seq == NO_FRAME {
-                            let _ = fpool_tx.try_send(f);
-                            continue;
-                        }
-                        let ts = f.captured_at_ns;
-                        let first = *first_ts.get_or_insert(ts);
-                        last_ts = ts;
-                        if pace == Pace::Realtime {
-                            let due = Duration::from_nanos(ts.saturating_sub(first));
-                            let el = t0.elapsed();
-                            if due > el {
-                                // sleep in short steps so a stop is noticed
-                                let mut left = due - el;
-                                while left > Duration::ZERO && !stop.load(Ordering::Relaxed) {
-                                    let step = left.min(Duration::from_millis(50));
-                                    thread::sleep(step);
-                                    left = left.saturating_sub(step);
+                .spawn(move || {
+                    guard(&failed, move || -> Result<(u64, u64, bool)> {
+                        let mut frames = 0u64;
+                        let mut first_ts: Option<u64> = None;
+                        let mut last_ts = 0u64;
+                        let mut stopped = false;
+                        loop {
+                            if stop.load(Ordering::Relaxed) {
+                                stopped = true;
+                                break;
+                            }
+                            if abort.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let mut f = fpool_rx
+                                .try_recv()
+                                .unwrap_or_else(|_| Frame::new(src_layout, max_people));
+                            if !source.next_frame(&mut f)? {
+                                break;
+                            }
+                            if f.seq == NO_FRAME {
+                                let _ = fpool_tx.try_send(f);
+                                continue;
+                            }
+                            let ts = f.captured_at_ns;
+                            let first = *first_ts.get_or_insert(ts);
+                            last_ts = ts;
+                            if pace == Pace::Realtime {
+                                let due = Duration::from_nanos(ts.saturating_sub(first));
+                                let el = t0.elapsed();
+                                if due > el {
+                                    // sleep in short steps so a stop is noticed
+                                    let mut left = due - el;
+                                    while left > Duration::ZERO && !stop.load(Ordering::Relaxed) {
+                                        let step = left.min(Duration::from_millis(50));
+                                        thread::sleep(step);
+                                        left = left.saturating_sub(step);
+                                    }
                                 }
                             }
+                            frames += 1;
+                            let msg = FrameMsg {
+                                frame: f,
+                                received_ns: now_ns(),
+                            };
+                            let ok = send_newest(
+                                &frame_tx,
+                                &frame_rx,
+                                msg,
+                                lossless,
+                                &abort,
+                                &counters.frame_drops,
+                                |m| {
+                                    let _ = fpool_tx.try_send(m.frame);
+                                },
+                            );
+                            if !ok {
+                                break;
+                            }
                         }
-                        frames += 1;
-                        let msg = FrameMsg {
-                            frame: f,
-                            received_ns: now_ns(),
-                        };
-                        let ok = send_newest(&frame_tx, &frame_rx, msg, lossless, &abort, &counters.frame_drops, |m| {
-                            let _ = fpool_tx.try_send(m.frame);
-                        });
-                        if !ok {
-                            break;
-                        }
-                    }
-                    let _ = last_ts;
-                    log::debug!("source ended after {frames} frames");
-                    Ok((frames, source.dropped(), stopped))
-                }))
+                        let _ = last_ts;
+                        log::debug!("source ended after {frames} frames");
+                        Ok((frames, source.dropped(), stopped))
+                    })
+                })
                 .map_err(|e| Error::io("thread", e))?
         };
 
@@ -649,46 +677,63 @@ impl Runtime {
             let cfg = tracker_cfg.clone();
             thread::Builder::new()
                 .name("skelact-tracker".into())
-                .spawn(move || guard(&failed, move || -> Result<(Histogram, tracker::TrackerCounts, u64)> {
-                    let mut tracker = Tracker::new(cfg, src_layout, model_layout)?;
-                    let mut hist = Histogram::new();
-                    let mut span = (None::<u64>, 0u64);
-                    let emit = |tracker: &mut Tracker| -> bool {
-                        loop {
-                            let mut w = wpool_rx
-                                .try_recv()
-                                .unwrap_or_else(|_| TrackWindow::with_capacity(t, v));
-                            if !tracker.take_due(&mut w) {
-                                let _ = wpool_tx.try_send(w);
-                                return true;
-                            }
-                            let msg = WindowMsg {
-                                w,
-                                queued_ns: now_ns(),
+                .spawn(move || {
+                    guard(
+                        &failed,
+                        move || -> Result<(Histogram, tracker::TrackerCounts, u64)> {
+                            let mut tracker = Tracker::new(cfg, src_layout, model_layout)?;
+                            let mut hist = Histogram::new();
+                            let mut span = (None::<u64>, 0u64);
+                            let emit = |tracker: &mut Tracker| -> bool {
+                                loop {
+                                    let mut w = wpool_rx
+                                        .try_recv()
+                                        .unwrap_or_else(|_| TrackWindow::with_capacity(t, v));
+                                    if !tracker.take_due(&mut w) {
+                                        let _ = wpool_tx.try_send(w);
+                                        return true;
+                                    }
+                                    let msg = WindowMsg {
+                                        w,
+                                        queued_ns: now_ns(),
+                                    };
+                                    if !send_newest(
+                                        &win_tx,
+                                        &win_rx,
+                                        msg,
+                                        lossless,
+                                        &abort,
+                                        &counters.window_drops,
+                                        |m| {
+                                            let _ = wpool_tx.try_send(m.w);
+                                        },
+                                    ) {
+                                        return false;
+                                    }
+                                }
                             };
-                            if !send_newest(&win_tx, &win_rx, msg, lossless, &abort, &counters.window_drops, |m| {
-                                let _ = wpool_tx.try_send(m.w);
-                            }) {
-                                return false;
+                            for msg in frame_rx.iter() {
+                                let ts = msg.frame.captured_at_ns;
+                                span.0.get_or_insert(ts);
+                                span.1 = ts;
+                                tracker.push(&msg.frame, msg.received_ns);
+                                let alive = emit(&mut tracker);
+                                hist.record(now_ns().saturating_sub(msg.received_ns));
+                                let _ = fpool_tx.try_send(msg.frame);
+                                if !alive {
+                                    return Ok((hist, tracker.counts(), 0));
+                                }
                             }
-                        }
-                    };
-                    for msg in frame_rx.iter() {
-                        let ts = msg.frame.captured_at_ns;
-                        span.0.get_or_insert(ts);
-                        span.1 = ts;
-                        tracker.push(&msg.frame, msg.received_ns);
-                        let alive = emit(&mut tracker);
-                        hist.record(now_ns().saturating_sub(msg.received_ns));
-                        let _ = fpool_tx.try_send(msg.frame);
-                        if !alive {
-                            return Ok((hist, tracker.counts(), 0));
-                        }
-                    }
-                    tracker.finish();
-                    emit(&mut tracker);
-                    Ok((hist, tracker.counts(), span.1.saturating_sub(span.0.unwrap_or(0))))
-                }))
+                            tracker.finish();
+                            emit(&mut tracker);
+                            Ok((
+                                hist,
+                                tracker.counts(),
+                                span.1.saturating_sub(span.0.unwrap_or(0)),
+                            ))
+                        },
+                    )
+                })
                 .map_err(|e| Error::io("thread", e))?
         };
 
@@ -702,44 +747,75 @@ impl Runtime {
             let abort = failed.clone();
             thread::Builder::new()
                 .name("skelact-inference".into())
-                .spawn(move || guard(&failed, move || -> Result<(Histogram, Histogram, u64, u64)> {
-                    let mut hist = Histogram::new();
-                    let mut fwd = Histogram::new();
-                    let (mut windows, mut batches) = (0u64, 0u64);
-                    let mut batch: Vec<WindowMsg> = Vec::with_capacity(max_batch);
-                    while let Ok(first) = win_rx.recv() {
-                        batch.push(first);
-                        while batch.len() < max_batch {
-                            match win_rx.try_recv() {
-                                Ok(m) => batch.push(m),
-                                Err(_) => break,
+                .spawn(move || {
+                    guard(
+                        &failed,
+                        move || -> Result<(Histogram, Histogram, u64, u64)> {
+                            let mut hist = Histogram::new();
+                            let mut fwd = Histogram::new();
+                            let (mut windows, mut batches) = (0u64, 0u64);
+                            let mut batch: Vec<WindowMsg> = Vec::with_capacity(max_batch);
+                            while let Ok(first) = win_rx.recv() {
+                                batch.push(first);
+                                while batch.len() < max_batch {
+                                    match win_rx.try_recv() {
+                                        Ok(m) => batch.push(m),
+                                        Err(_) => break,
+                                    }
+                                }
+                                let start = now_ns();
+                                // end markers pass through without the model
+                                let refs: Vec<&TrackWindow> = batch
+                                    .iter()
+                                    .map(|m| &m.w)
+                                    .filter(|w| w.frames > 0)
+                                    .collect();
+                                let mut probs = if refs.is_empty() {
+                                    Vec::new()
+                                } else {
+                                    let x = input::window_tensor(&refs, &card, &device)?
+                                        .to_dtype(dtype)?;
+                                    let logits = model.logits(&x)?.to_dtype(DType::F32)?;
+                                    let p = candle_nn::ops::softmax_last_dim(&logits)?
+                                        .to_vec2::<f32>()?;
+                                    fwd.record(now_ns().saturating_sub(start));
+                                    batches += 1;
+                                    p
+                                }
+                                .into_iter();
+                                let done = now_ns();
+                                for m in batch.drain(..) {
+                                    let p = if m.w.frames > 0 {
+                                        windows += 1;
+                                        hist.record(done.saturating_sub(m.queued_ns));
+                                        probs.next().unwrap_or_default()
+                                    } else {
+                                        Vec::new()
+                                    };
+                                    let msg = ScoreMsg {
+                                        w: m.w,
+                                        probs: p,
+                                        queued_ns: done,
+                                    };
+                                    if !send_newest(
+                                        &score_tx,
+                                        &score_rx,
+                                        msg,
+                                        lossless,
+                                        &abort,
+                                        &counters.score_drops,
+                                        |m| {
+                                            let _ = wpool_tx.try_send(m.w);
+                                        },
+                                    ) {
+                                        return Ok((hist, fwd, windows, batches));
+                                    }
+                                }
                             }
-                        }
-                        let start = now_ns();
-                        let refs: Vec<&TrackWindow> = batch.iter().map(|m| &m.w).collect();
-                        let x = input::window_tensor(&refs, &card, &device)?.to_dtype(dtype)?;
-                        let logits = model.logits(&x)?.to_dtype(DType::F32)?;
-                        let probs = candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?;
-                        let done = now_ns();
-                        fwd.record(done - start);
-                        batches += 1;
-                        for (m, p) in batch.drain(..).zip(probs) {
-                            windows += 1;
-                            hist.record(done.saturating_sub(m.queued_ns));
-                            let msg = ScoreMsg {
-                                w: m.w,
-                                probs: p,
-                                queued_ns: done,
-                            };
-                            if !send_newest(&score_tx, &score_rx, msg, lossless, &abort, &counters.score_drops, |m| {
-                                let _ = wpool_tx.try_send(m.w);
-                            }) {
-                                return Ok((hist, fwd, windows, batches));
-                            }
-                        }
-                    }
-                    Ok((hist, fwd, windows, batches))
-                }))
+                            Ok((hist, fwd, windows, batches))
+                        },
+                    )
+                })
                 .map_err(|e| Error::io("thread", e))?
         };
         drop(win_rx);
@@ -750,45 +826,51 @@ impl Runtime {
             let failed = failed.clone();
             thread::Builder::new()
                 .name("skelact-decisions".into())
-                .spawn(move || guard(&failed, move || -> Result<(Histogram, Histogram, u64)> {
-                    let mut decisions = Decisions::new(decision_cfg, &classes);
-                    let mut hist = Histogram::new();
-                    let mut e2e = Histogram::new();
-                    let mut events = Vec::new();
-                    let mut n_events = 0u64;
-                    let mut sink_failed = vec![false; sinks.len()];
-                    let mut deliver = |events: &mut Vec<Event>, sinks: &mut Vec<Box<dyn Sink>>| {
-                        for e in events.drain(..) {
-                            n_events += 1;
-                            for (s, failed) in sinks.iter_mut().zip(sink_failed.iter_mut()) {
-                                if let Err(err) = s.emit(&e) {
-                                    if !*failed {
-                                        log::warn!("sink failed: {err}");
-                                        *failed = true;
+                .spawn(move || {
+                    guard(&failed, move || -> Result<(Histogram, Histogram, u64)> {
+                        let mut decisions = Decisions::new(decision_cfg, &classes);
+                        let mut hist = Histogram::new();
+                        let mut e2e = Histogram::new();
+                        let mut events = Vec::new();
+                        let mut n_events = 0u64;
+                        let mut sink_failed = vec![false; sinks.len()];
+                        let mut deliver =
+                            |events: &mut Vec<Event>, sinks: &mut Vec<Box<dyn Sink>>| {
+                                for e in events.drain(..) {
+                                    n_events += 1;
+                                    for (s, failed) in sinks.iter_mut().zip(sink_failed.iter_mut())
+                                    {
+                                        if let Err(err) = s.emit(&e) {
+                                            if !*failed {
+                                                log::warn!("sink failed: {err}");
+                                                *failed = true;
+                                            }
+                                        }
                                     }
                                 }
+                            };
+                        for m in score_rx.iter() {
+                            let now = now_ns();
+                            let e2e_ns = now.saturating_sub(m.w.received_ns);
+                            decisions.update(&m.w, &m.probs, e2e_ns as f64 / 1e6, &mut events);
+                            deliver(&mut events, &mut sinks);
+                            let done = now_ns();
+                            if m.w.frames > 0 {
+                                hist.record(done.saturating_sub(m.queued_ns));
+                                e2e.record(done.saturating_sub(m.w.received_ns));
+                            }
+                            let _ = wpool_tx.try_send(m.w);
+                        }
+                        decisions.finish(&mut events);
+                        deliver(&mut events, &mut sinks);
+                        for s in &mut sinks {
+                            if let Err(err) = s.flush() {
+                                log::warn!("sink flush failed: {err}");
                             }
                         }
-                    };
-                    for m in score_rx.iter() {
-                        let now = now_ns();
-                        let e2e_ns = now.saturating_sub(m.w.received_ns);
-                        decisions.update(&m.w, &m.probs, e2e_ns as f64 / 1e6, &mut events);
-                        deliver(&mut events, &mut sinks);
-                        let done = now_ns();
-                        hist.record(done.saturating_sub(m.queued_ns));
-                        e2e.record(done.saturating_sub(m.w.received_ns));
-                        let _ = wpool_tx.try_send(m.w);
-                    }
-                    decisions.finish(&mut events);
-                    deliver(&mut events, &mut sinks);
-                    for s in &mut sinks {
-                        if let Err(err) = s.flush() {
-                            log::warn!("sink flush failed: {err}");
-                        }
-                    }
-                    Ok((hist, e2e, n_events))
-                }))
+                        Ok((hist, e2e, n_events))
+                    })
+                })
                 .map_err(|e| Error::io("thread", e))?
         };
 

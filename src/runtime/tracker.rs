@@ -19,7 +19,8 @@
 //!   before its first full window yields one shorter window if it has at
 //!   least `min_frames` frames; the model's temporal contract then decides
 //!   how it is read (zero padding or resampling, see
-//!   [`crate::window::input`]).
+//!   [`crate::window::input`]); a track that ends after yielding windows
+//!   yields an end marker (no frames) so that decisions can close it.
 //! - **Floor and hip height** (for the fall rule): the floor is the lowest
 //!   foot or ankle seen so far (y up, as Kinect reports); each window
 //!   carries the hip height above it and how long the hip has been low.
@@ -98,7 +99,9 @@ pub struct TrackWindow {
     pub low_since_ns: Option<u64>,
     /// Capture time the hip was last upright.
     pub last_high_ns: Option<u64>,
-    /// Whether the track ended with this window.
+    /// Whether the track ended with this window. A window with `frames ==
+    /// 0` and `last` is an end marker: the track ended after windows
+    /// already sent; it carries no joints and is not run through the model.
     pub last: bool,
 }
 
@@ -173,6 +176,22 @@ impl FrameRing {
         self.len = (self.len + 1).min(self.cap);
     }
 
+    /// Forgets the `k` newest frames.
+    pub fn drop_newest(&mut self, k: usize) {
+        let k = k.min(self.len);
+        self.len -= k;
+        self.head = (self.head + self.cap - k) % self.cap;
+    }
+
+    /// Capture time of the newest frame (0 when empty).
+    pub fn newest_stamp(&self) -> u64 {
+        if self.len == 0 {
+            0
+        } else {
+            self.stamps[(self.head + self.cap - 1) % self.cap]
+        }
+    }
+
     /// Copies the held frames, oldest first, into `out` (cleared first);
     /// returns the capture times of the oldest and newest.
     pub fn copy_into(&self, out: &mut Vec<f32>) -> (u64, u64) {
@@ -189,6 +208,26 @@ impl FrameRing {
     }
 }
 
+impl Track {
+    /// The track ends: a short final window if it never yielded one and
+    /// has enough frames, else an end marker if it yielded windows (so the
+    /// decision stage can close its actions), else nothing.
+    fn end_track(&mut self, min_frames: usize, held: usize) {
+        // the frames held over the final gap were a guess that did not come
+        // true: the track's last frame is its last seen one
+        self.ring.drop_newest(held);
+        if !self.emitted {
+            if self.ring.len() >= min_frames {
+                self.due = true;
+                self.last_window = true;
+            }
+        } else {
+            self.due = true;
+            self.end_marker = true;
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Track {
     live: bool,
@@ -200,6 +239,7 @@ struct Track {
     emitted: bool,
     due: bool,
     last_window: bool,
+    end_marker: bool,
     received_ns: u64,
     hip_height_m: f32,
     low_since_ns: Option<u64>,
@@ -274,6 +314,7 @@ impl Tracker {
             emitted: false,
             due: false,
             last_window: false,
+            end_marker: false,
             received_ns: 0,
             hip_height_m: f32::NAN,
             low_since_ns: None,
@@ -284,15 +325,10 @@ impl Tracker {
         let max_det = cfg.max_people * 2 + 4;
         let find = |names: &[&str]| names.iter().find_map(|n| model.find(n));
         let hip = find(&["hip_center", "spine_base"]);
-        let feet: Vec<usize> = [
-            "left_foot",
-            "right_foot",
-            "left_ankle",
-            "right_ankle",
-        ]
-        .iter()
-        .filter_map(|n| model.find(n))
-        .collect();
+        let feet: Vec<usize> = ["left_foot", "right_foot", "left_ankle", "right_ankle"]
+            .iter()
+            .filter_map(|n| model.find(n))
+            .collect();
         Ok(Self {
             tracks: vec![track; cfg.max_people],
             det: vec![vec![[0.0; 3]; v]; max_det],
@@ -388,6 +424,7 @@ impl Tracker {
             t.emitted = false;
             t.due = false;
             t.last_window = false;
+            t.end_marker = false;
             t.low_since_ns = None;
             t.last_high_ns = None;
             // a new track has no history: fill missing joints with the mean
@@ -427,10 +464,8 @@ impl Tracker {
             t.missed += 1;
             if t.missed > max_gap {
                 t.live = false;
-                if !t.emitted && t.ring.len() >= min_frames {
-                    t.due = true;
-                    t.last_window = true;
-                }
+                let held = t.missed - 1;
+                t.end_track(min_frames, held);
                 continue;
             }
             let last = std::mem::take(&mut t.last);
@@ -532,10 +567,8 @@ impl Tracker {
         for t in &mut self.tracks {
             if t.live {
                 t.live = false;
-                if !t.emitted && t.ring.len() >= self.cfg.min_frames {
-                    t.due = true;
-                    t.last_window = true;
-                }
+                let held = t.missed;
+                t.end_track(self.cfg.min_frames, held);
             }
         }
         self.tracks.iter().filter(|t| t.due).count()
@@ -552,9 +585,23 @@ impl Tracker {
             }
             self.scan = (ti + 1) % n;
             t.due = false;
+            w.track = t.id;
+            if t.end_marker {
+                t.end_marker = false;
+                w.frames = 0;
+                w.num_joints = t.last.len();
+                w.joints.clear();
+                w.first_captured_at_ns = t.ring.newest_stamp();
+                w.captured_at_ns = t.ring.newest_stamp();
+                w.received_ns = t.received_ns;
+                w.hip_height_m = t.hip_height_m;
+                w.low_since_ns = None;
+                w.last_high_ns = None;
+                w.last = true;
+                return true;
+            }
             t.emitted = true;
             t.since_emit = 0;
-            w.track = t.id;
             w.frames = t.ring.len();
             w.num_joints = t.last.len();
             let (first, newest) = t.ring.copy_into(&mut w.joints);

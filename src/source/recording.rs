@@ -111,7 +111,8 @@ impl RecordingWriter {
         }
         let people = frame.people.len().min(MAX_PEOPLE);
         self.buf.clear();
-        self.buf.extend_from_slice(&frame.captured_at_ns.to_le_bytes());
+        self.buf
+            .extend_from_slice(&frame.captured_at_ns.to_le_bytes());
         self.buf.extend_from_slice(&frame.seq.to_le_bytes());
         self.buf.extend_from_slice(&(people as u16).to_le_bytes());
         for p in &frame.people[..people] {
@@ -126,7 +127,9 @@ impl RecordingWriter {
         self.out
             .write_all(&(self.buf.len() as u32).to_le_bytes())
             .map_err(io)?;
-        self.out.write_all(&crc32(&self.buf).to_le_bytes()).map_err(io)?;
+        self.out
+            .write_all(&crc32(&self.buf).to_le_bytes())
+            .map_err(io)?;
         self.out.write_all(&self.buf).map_err(io)?;
         self.frames += 1;
         Ok(())
@@ -178,7 +181,9 @@ impl RecordingSource {
         }
         let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
         if version != VERSION {
-            return Err(bad(format!("version {version}, this build reads {VERSION}")));
+            return Err(bad(format!(
+                "version {version}, this build reads {VERSION}"
+            )));
         }
         let len = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
         if len > MAX_HEADER_BYTES {
@@ -245,7 +250,10 @@ impl JointSource for RecordingSource {
                 return Ok(false);
             }
             if n < 8 {
-                log::warn!("{}: truncated record header at end of file", self.path.display());
+                log::warn!(
+                    "{}: truncated record header at end of file",
+                    self.path.display()
+                );
                 self.dropped += 1;
                 self.ended = true;
                 return Ok(false);

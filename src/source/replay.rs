@@ -51,7 +51,10 @@ impl ReplaySource {
         let layout = Layout::by_name(first.layout)?;
         let fps = first.fps;
         if !(fps > 0.0 && fps.is_finite()) {
-            return Err(Error::config("replay fps", format!("{fps} is not positive")));
+            return Err(Error::config(
+                "replay fps",
+                format!("{fps} is not positive"),
+            ));
         }
         for c in &clips {
             if c.layout != first.layout || c.fps != fps {
@@ -118,6 +121,19 @@ impl ReplaySource {
                 break;
             }
             clips.push(super::utd::read_skeleton(&path)?);
+        }
+        Self::new(clips, gap_s)
+    }
+
+    /// NTU RGB+D `.skeleton` files of `dir` (two bodies selected by motion
+    /// energy, as the reader does), at most `limit`, in file order.
+    pub fn ntu(dir: &Path, limit: usize, gap_s: f32) -> Result<Self> {
+        let mut clips = Vec::new();
+        for path in super::list_files(dir, |n| n.ends_with(".skeleton"))? {
+            if clips.len() >= limit {
+                break;
+            }
+            clips.push(super::ntu::read_clip(&path)?);
         }
         Self::new(clips, gap_s)
     }

@@ -45,7 +45,11 @@ pub const FLAG_END: u8 = 1;
 /// are left out.
 pub fn encode(frame: &Frame, end: bool, out: &mut Vec<u8>) {
     let v = frame.layout.num_joints();
-    let people = if end { 0 } else { frame.people.len().min(MAX_PEOPLE) };
+    let people = if end {
+        0
+    } else {
+        frame.people.len().min(MAX_PEOPLE)
+    };
     out.clear();
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
@@ -100,7 +104,8 @@ pub fn decode(bytes: &[u8], frame: &mut Frame) -> Decoded {
         a.copy_from_slice(&bytes[i..i + 8]);
         u64::from_le_bytes(a)
     };
-    let f32_at = |i: usize| f32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let f32_at =
+        |i: usize| f32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     frame.clear();
     frame.captured_at_ns = u64_at(10);
     frame.seq = u64_at(18);

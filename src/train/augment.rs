@@ -79,7 +79,8 @@ pub fn crop_resize(x: &[f32], t: usize, start: usize, len: usize, frames: usize)
     let mut out = vec![0.0f32; frames * stride];
     for k in 0..frames {
         // align_corners=False sampling position within the crop
-        let pos = ((k as f32 + 0.5) * len as f32 / frames as f32 - 0.5).clamp(0.0, (len - 1) as f32);
+        let pos =
+            ((k as f32 + 0.5) * len as f32 / frames as f32 - 0.5).clamp(0.0, (len - 1) as f32);
         let i0 = pos.floor() as usize;
         let i1 = (i0 + 1).min(len - 1);
         let w = pos - i0 as f32;
@@ -152,7 +153,9 @@ impl AugmentConfig {
             m = matmul3(&rot_y(ay), &rot_x(ax));
         }
         if self.rotate_z_deg > 0.0 {
-            let az = rng.random_range(-self.rotate_z_deg..=self.rotate_z_deg).to_radians();
+            let az = rng
+                .random_range(-self.rotate_z_deg..=self.rotate_z_deg)
+                .to_radians();
             m = matmul3(&m, &rot_z(az));
         }
         if self.scale[1] > self.scale[0] {
@@ -184,7 +187,11 @@ impl AugmentConfig {
 /// CTR-GCN's NW-UCLA training frame draw: `frames` positions sampled
 /// without replacement from `len` frames repeated 100 times, sorted
 /// (`random.sample(list(range(len)) * 100, frames)`).
-pub fn random_sorted_indices<R: Rng + ?Sized>(len: usize, frames: usize, rng: &mut R) -> Vec<Option<usize>> {
+pub fn random_sorted_indices<R: Rng + ?Sized>(
+    len: usize,
+    frames: usize,
+    rng: &mut R,
+) -> Vec<Option<usize>> {
     let pool = len * 100;
     let mut idx: Vec<usize> = rand::seq::index::sample(rng, pool, frames.min(pool))
         .into_iter()

@@ -95,6 +95,11 @@ pub struct TrainConfig {
     pub work_dir: PathBuf,
     /// Model directory to export (f16) at the end.
     pub out: Option<PathBuf>,
+    /// Wall-clock budget in seconds: after each epoch the total epoch
+    /// count is lowered so that training ends within it (the schedule
+    /// follows the new count). `None` keeps `epochs`.
+    #[serde(default)]
+    pub time_budget_s: Option<f64>,
     /// Model name in the card.
     pub name: String,
     /// The command line, for the card.
@@ -132,6 +137,7 @@ impl TrainConfig {
             progress: true,
             work_dir,
             out: None,
+            time_budget_s: None,
             name: "ctrgcn-edge-nwucla".into(),
             command: String::new(),
         }
@@ -169,7 +175,10 @@ pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
         other => {
             return Err(Error::config(
                 "arch",
-                format!("unknown architecture `{other}` ({})", ARCHITECTURES.join(", ")),
+                format!(
+                    "unknown architecture `{other}` ({})",
+                    ARCHITECTURES.join(", ")
+                ),
             ))
         }
     };
@@ -267,15 +276,23 @@ pub struct EpochRecord {
     /// Training top-1 (augmented samples).
     pub train_top1: f64,
     /// Test loss (NaN when not evaluated).
+    #[serde(deserialize_with = "nan_if_null")]
     pub test_loss: f64,
     /// Test top-1 (NaN when not evaluated).
+    #[serde(deserialize_with = "nan_if_null")]
     pub test_top1: f64,
     /// Test top-5 (NaN when not evaluated).
+    #[serde(deserialize_with = "nan_if_null")]
     pub test_top5: f64,
     /// Wall time of the training part of the epoch.
     pub train_s: f64,
     /// Training throughput.
     pub samples_per_s: f64,
+}
+
+/// JSON has no NaN: `serde_json` writes it as `null`, read back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Saved between epochs: where the run is.
@@ -412,7 +429,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         nesterov: cfg.nesterov,
         weight_decay: cfg.weight_decay,
     };
-    let schedule = Schedule {
+    let mut schedule = Schedule {
         base_lr: cfg.lr,
         warmup_epochs: cfg.warmup_epochs,
         epochs: cfg.epochs,
@@ -430,22 +447,29 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
     if ckpt.exists() && state_path.exists() {
         varmap.load(&ckpt)?;
         let text = io(&state_path, std::fs::read_to_string(&state_path))?;
-        state = serde_json::from_str(&text)
-            .map_err(|e| Error::config("state.json", e.to_string()))?;
+        state =
+            serde_json::from_str(&text).map_err(|e| Error::config("state.json", e.to_string()))?;
         if mom.exists() {
             let m = candle_core::safetensors::load(&mom, device)?;
             for p in sgd.params.iter_mut() {
                 p.momentum = m.get(&p.name).cloned();
             }
         }
-        log::info!("resumed from {} after epoch {}", ckpt.display(), state.epochs_done);
+        log::info!(
+            "resumed from {} after epoch {}",
+            ckpt.display(),
+            state.epochs_done
+        );
     }
     let n_train = split.train.len();
     let per_epoch = n_train * cfg.repeat.max(1);
     let steps_per_epoch = per_epoch.div_ceil(cfg.batch_size);
-    for epoch in state.epochs_done..cfg.epochs {
+    let mut epochs = cfg.epochs;
+    let mut epoch = state.epochs_done;
+    while epoch < epochs {
         let started = Instant::now();
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
         let mut order: Vec<usize> = (0..per_epoch).map(|i| i % n_train).collect();
         order.shuffle(&mut rng);
         let bar = ProgressBar::new(per_epoch as u64);
@@ -453,11 +477,9 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             bar.set_draw_target(ProgressDrawTarget::hidden());
         }
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} ",
-            )
-            .map_err(|e| Error::config("progress", e.to_string()))?
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} ")
+                .map_err(|e| Error::config("progress", e.to_string()))?
+                .progress_chars("=> "),
         );
         let mut loss_sum = 0.0;
         let mut correct = 0usize;
@@ -508,11 +530,11 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             let pred: Vec<u32> = logits.argmax(1)?.to_vec1()?;
             correct += pred.iter().zip(&labels).filter(|(a, b)| a == b).count();
             bar.inc(batch.len() as u64);
-            bar.set_message(format!("epoch {}/{} loss {:.3}", epoch + 1, cfg.epochs, l));
+            bar.set_message(format!("epoch {}/{} loss {:.3}", epoch + 1, epochs, l));
         }
         bar.finish_and_clear();
         let train_s = started.elapsed().as_secs_f64();
-        let last = epoch + 1 == cfg.epochs;
+        let last = epoch + 1 == epochs;
         let eval = if last || (epoch + 1) % cfg.eval_every.max(1) == 0 {
             Some(evaluate(encoder.as_ref(), &card, &split.test, 64, device)?)
         } else {
@@ -532,7 +554,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         log::info!(
             "epoch {:>3}/{} lr {:.4} loss {:.4} train {:.2} % test {:.2} % ({:.1} s, {:.1} samples/s)",
             rec.epoch,
-            cfg.epochs,
+            epochs,
             rec.lr,
             rec.train_loss,
             rec.train_top1 * 100.0,
@@ -557,6 +579,26 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             .map_err(|e| Error::config("state.json", e.to_string()))?;
         io(&state_path, std::fs::write(&state_path, text))?;
         write_metrics(&cfg.work_dir.join(METRICS), &state.history)?;
+        epoch += 1;
+        if let Some(budget) = cfg.time_budget_s {
+            // Leave room for one evaluation at the end.
+            let per_epoch_s = state.wall_s / state.epochs_done as f64;
+            let fit = (budget / per_epoch_s).floor() as usize;
+            let new = fit.clamp(epoch.max(1), epochs);
+            if new < epochs && epoch < epochs {
+                log::info!(
+                    "time budget {budget:.0} s at {per_epoch_s:.1} s per epoch: {new} epochs instead of {epochs}"
+                );
+                epochs = new;
+                schedule.epochs = new;
+                schedule.decay = cfg.decay.clone();
+                if let Decay::Step { at, .. } = &mut schedule.decay {
+                    for a in at.iter_mut() {
+                        *a = (*a * new).div_ceil(cfg.epochs).max(epoch);
+                    }
+                }
+            }
+        }
     }
     // Evaluate what ships: weights rounded to f16, computed in f32.
     let mut weights = weights_of(&varmap)?;
@@ -576,7 +618,10 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         .iter()
         .filter(|r| r.test_top1.is_finite())
         .map(|r| (r.test_top1, r.epoch))
-        .fold((f64::NAN, 0), |a, b| if a.0.is_nan() || b.0 > a.0 { b } else { a });
+        .fold(
+            (f64::NAN, 0),
+            |a, b| if a.0.is_nan() || b.0 > a.0 { b } else { a },
+        );
     card.provenance = Provenance {
         command: cfg.command.clone(),
         data: data.to_string(),
@@ -586,7 +631,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         metrics: [
             ("top1".to_string(), evaluation.top1),
             ("top5".to_string(), evaluation.top5),
-            ("epochs".to_string(), cfg.epochs as f64),
+            ("epochs".to_string(), epochs as f64),
             ("train_wall_s".to_string(), state.wall_s),
             ("test_samples".to_string(), evaluation.samples as f64),
         ]
@@ -599,13 +644,13 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
              {:.0} s wall time on CPU. Metrics are of the final epoch's weights rounded to f16 \
              (no checkpoint selection on the test split; best test top-1 during training was \
              {:.2} % at epoch {}).",
-            cfg.epochs,
+            epochs,
             cfg.repeat,
             split.train.len(),
             cfg.batch_size,
             cfg.lr,
             cfg.warmup_epochs,
-            cfg.decay,
+            schedule.decay,
             cfg.weight_decay,
             cfg.label_smoothing,
             cfg.augment,

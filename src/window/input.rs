@@ -48,7 +48,12 @@ pub struct PoseSeq<'a> {
 
 impl<'a> PoseSeq<'a> {
     /// Checks that `joints` holds `T * M * V * 3` values.
-    pub fn new(joints: &'a [f32], frames: usize, persons: usize, num_joints: usize) -> Result<Self> {
+    pub fn new(
+        joints: &'a [f32],
+        frames: usize,
+        persons: usize,
+        num_joints: usize,
+    ) -> Result<Self> {
         let want = frames
             .checked_mul(persons)
             .and_then(|x| x.checked_mul(num_joints))
@@ -183,6 +188,10 @@ fn min_max(x: &mut [f32], t: usize, m: usize, v: usize) {
     }
 }
 
+/// An in-place transform of `(T, M, V, 3)` coordinates, called with
+/// `(coords, T, M, V)`.
+pub type Transform<'a> = &'a mut dyn FnMut(&mut [f32], usize, usize, usize);
+
 /// Options of [`prepare`] beyond the card.
 #[derive(Default)]
 pub struct PrepareOptions<'a> {
@@ -192,7 +201,7 @@ pub struct PrepareOptions<'a> {
     /// In-place transform of the centered `(T, M, V, 3)` coordinates, called
     /// with `(coords, T, M, V)` before min-max scaling and frame selection
     /// (training augmentations).
-    pub transform: Option<&'a mut dyn FnMut(&mut [f32], usize, usize, usize)>,
+    pub transform: Option<Transform<'a>>,
 }
 
 /// Applies the card's contract to `poses`: persons, normalization, optional
@@ -292,7 +301,12 @@ pub fn to_input(batch: &[&Prepared], card: &ModelCard, device: &Device) -> Resul
     let x = Tensor::from_vec(data, (batch.len(), t, m, v, 3), device)?
         .permute((0, 4, 1, 3, 2))?
         .contiguous()?;
-    stream::compute(&x, &card.input.streams, card.layout()?, card.input.center_joint)
+    stream::compute(
+        &x,
+        &card.input.streams,
+        card.layout()?,
+        card.input.center_joint,
+    )
 }
 
 /// The model input `(1, C, T, V, M)` for one sequence of poses under the

@@ -9,5 +9,5 @@
 pub mod input;
 pub mod stream;
 
-pub use input::{model_input, prepare, to_input, PoseSeq, Prepared, PrepareOptions};
+pub use input::{model_input, prepare, to_input, PoseSeq, PrepareOptions, Prepared};
 pub use stream::Stream;

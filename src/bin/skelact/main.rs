@@ -68,7 +68,8 @@ enum Command {
         /// Load only this many clip files.
         #[arg(long)]
         limit: Option<usize>,
-    },    /// Run the live pipeline: joints in, events out (JSON Lines on stdout
+    },
+    /// Run the live pipeline: joints in, events out (JSON Lines on stdout
     /// by default), latency report at exit. Defaults: the synthetic demo
     /// scene and the shipped model.
     Run(run::RunArgs),

@@ -27,7 +27,8 @@ pub const DEFAULT_MODEL: &str = "models/ctrgcn-edge-nwucla";
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
     /// Where joints come from: `synthetic`, `replay:nwucla[:DIR]`,
-    /// `replay:utd[:DIR]`, `recording:FILE`, `udp:ADDR[@LAYOUT]`.
+    /// `replay:utd[:DIR]`, `replay:ntu:DIR`, `recording:FILE`,
+    /// `udp:ADDR[@LAYOUT]`.
     #[arg(long, default_value = "synthetic")]
     pub source: String,
     /// Model directory, or `builtin:NAME` for an architecture with fresh
@@ -70,6 +71,10 @@ pub struct RunArgs {
     /// Most people tracked (default: the board's).
     #[arg(long)]
     pub max_people: Option<usize>,
+    /// Fewest frames of the short window a person who leaves before a full
+    /// window yields (default: half the model's window).
+    #[arg(long)]
+    pub min_frames: Option<usize>,
     /// Also emit every window's class probabilities.
     #[arg(long)]
     pub scores: bool,
@@ -122,7 +127,17 @@ fn open_source(a: &RunArgs) -> Result<(Box<dyn JointSource>, Vec<Segment>)> {
                 }
                 ReplaySource::utd(&dir, a.limit, a.gap)?
             }
-            other => bail!("unknown replay data set `{other}` (nwucla, utd)"),
+            "ntu" => {
+                let dir = dir.unwrap_or_else(|| data_dir().join("ntu/nturgb+d_skeletons"));
+                if !dir.is_dir() {
+                    bail!(
+                        "NTU .skeleton files not found at {} (give replay:ntu:DIR)",
+                        dir.display()
+                    );
+                }
+                ReplaySource::ntu(&dir, a.limit, a.gap)?
+            }
+            other => bail!("unknown replay data set `{other}` (nwucla, utd, ntu)"),
         };
         let seg = r.segments().to_vec();
         return Ok((Box::new(r), seg));
@@ -142,7 +157,10 @@ fn open_source(a: &RunArgs) -> Result<(Box<dyn JointSource>, Vec<Segment>)> {
 }
 
 /// Resolves `--model`: a directory, `builtin:NAME`, or the shipped default.
-pub fn resolve_model(model: Option<&str>, board: &Board) -> Result<(Option<LoadedModel>, Option<PathBuf>)> {
+pub fn resolve_model(
+    model: Option<&str>,
+    board: &Board,
+) -> Result<(Option<LoadedModel>, Option<PathBuf>)> {
     let name = match model {
         Some(m) => m.to_string(),
         None => {
@@ -158,7 +176,10 @@ pub fn resolve_model(model: Option<&str>, board: &Board) -> Result<(Option<Loade
     };
     if let Some(b) = name.strip_prefix("builtin:") {
         let Some(card) = builtin::card(b) else {
-            bail!("no built-in architecture `{b}` ({})", builtin::NAMES.join(", "));
+            bail!(
+                "no built-in architecture `{b}` ({})",
+                builtin::NAMES.join(", ")
+            );
         };
         log::warn!("model builtin:{b} has fresh, untrained weights: its events mean nothing");
         let m = builtin::fresh(&card?, &board.device()?)?;
@@ -200,8 +221,22 @@ fn make_sink(spec: &str) -> Result<Option<Box<dyn Sink>>> {
 
 type Scored = Arc<Mutex<Vec<(u64, u64, Vec<f32>)>>>;
 
+/// Applies the board's thread count to candle's pools unless the user set
+/// them: matmul threads = the board's, element-wise pool 1 (its spinning
+/// workers cost more than they give on a small, busy CPU; CANDLE-NOTES).
+/// Must run before the first tensor operation.
+fn apply_threads(board: &Board) {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", board.threads.to_string());
+    }
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 pub fn run(a: &RunArgs) -> Result<()> {
     let board = Board::by_name_or_path(&a.board)?;
+    apply_threads(&board);
     let (source, segments) = open_source(a)?;
     let realtime = if a.fast {
         false
@@ -239,6 +274,9 @@ pub fn run(a: &RunArgs) -> Result<()> {
     if let Some(n) = a.max_people {
         b = b.max_people(n);
     }
+    if let Some(n) = a.min_frames {
+        b = b.min_window_frames(n);
+    }
     for s in &a.sink {
         if let Some(sink) = make_sink(s)? {
             b = b.sink(Box::new(Filtered {
@@ -265,7 +303,11 @@ pub fn run(a: &RunArgs) -> Result<()> {
         card.classes.len(),
         card.temporal.frames,
         board.name,
-        if realtime { "real time" } else { "as fast as possible" }
+        if realtime {
+            "real time"
+        } else {
+            "as fast as possible"
+        }
     );
     let report = rt.run()?;
     eprint!("{report}");
@@ -281,7 +323,9 @@ fn write_report(to: Option<&str>, report: &Report) -> Result<()> {
     match to {
         None => {}
         Some("-") => println!("{}", report.to_json()),
-        Some(p) => std::fs::write(p, report.to_json() + "\n").with_context(|| format!("writing {p}"))?,
+        Some(p) => {
+            std::fs::write(p, report.to_json() + "\n").with_context(|| format!("writing {p}"))?
+        }
     }
     Ok(())
 }
@@ -321,8 +365,13 @@ fn replay_accuracy(
         100.0 * right as f64 / segments.len().max(1) as f64
     );
     // offline: the same model on whole clips
-    let (source, _) = open_source(a)?;
-    drop(source);
+    if a.model
+        .as_deref()
+        .is_some_and(|m| m.starts_with("builtin:"))
+    {
+        eprintln!("offline clips:    skipped (fresh builtin weights differ from run to run)");
+        return Ok(());
+    }
     let board = Board::by_name_or_path(&a.board)?;
     let (loaded, dir) = resolve_model(a.model.as_deref(), &board)?;
     let dev = Device::Cpu;
@@ -343,7 +392,8 @@ fn replay_accuracy(
                     break;
                 }
                 let name = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                if skelact::source::nwucla::parse_name(name).and_then(|m| m.camera) == Some(a.view) {
+                if skelact::source::nwucla::parse_name(name).and_then(|m| m.camera) == Some(a.view)
+                {
                     out.push(skelact::source::nwucla::read_clip(&p)?);
                 }
             }
@@ -394,20 +444,34 @@ pub fn record(a: &RunArgs, out: &Path, frames: Option<u64>) -> Result<()> {
 
 /// `skelact bench pipeline`: the synthetic scene at 30 fps with 1, 4 and 8
 /// people, real-time paced; per-stage and end-to-end latency, drops.
-pub fn bench_pipeline(model: Option<&str>, board: &str, seconds: f32, json: Option<&str>) -> Result<()> {
+pub fn bench_pipeline(
+    model: Option<&str>,
+    board: &str,
+    seconds: f32,
+    json: Option<&str>,
+) -> Result<()> {
     let board = Board::by_name_or_path(board)?;
+    apply_threads(&board);
     let model = match model {
         Some(m) => Some(m.to_string()),
         None if Path::new(DEFAULT_MODEL).join("model.toml").is_file() => None,
         None => {
-            eprintln!("(shipped model not found: benchmarking builtin:ctrgcn-edge with fresh weights)");
+            eprintln!(
+                "(shipped model not found: benchmarking builtin:ctrgcn-edge with fresh weights)"
+            );
             Some("builtin:ctrgcn-edge".to_string())
         }
     };
     let mut reports = Vec::new();
     println!(
         "{:>6} {:>7} {:>7} | {:>21} | {:>21} | {:>14} | {:>5}",
-        "people", "frames", "windows", "end-to-end p50/p99/max", "inference p50/p99/max", "forward p50/p99", "drops"
+        "people",
+        "frames",
+        "windows",
+        "end-to-end p50/p99/max",
+        "inference p50/p99/max",
+        "forward p50/p99",
+        "drops"
     );
     for people in [1usize, 4, 8] {
         let (loaded, dir) = resolve_model(model.as_deref(), &board)?;
@@ -440,7 +504,10 @@ pub fn bench_pipeline(model: Option<&str>, board: &str, seconds: f32, json: Opti
         );
         reports.push((people, r));
     }
-    println!("(ms; 30 fps synthetic scene, {seconds} s per row, board {}, real-time paced)", board.name);
+    println!(
+        "(ms; 30 fps synthetic scene, {seconds} s per row, board {}, real-time paced)",
+        board.name
+    );
     if let Some(to) = json {
         let v: Vec<serde_json::Value> = reports
             .iter()

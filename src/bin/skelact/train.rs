@@ -79,6 +79,10 @@ pub struct TrainArgs {
     /// Model directory to write (f16 weights).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Wall-clock budget in seconds: lowers the epoch count after each
+    /// epoch so that training ends within it.
+    #[arg(long)]
+    pub time_budget: Option<f64>,
     /// Model name in the card (default: the out directory's name).
     #[arg(long)]
     pub name: Option<String>,
@@ -135,6 +139,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     cfg.seed = a.seed;
     cfg.limit = a.limit;
     cfg.eval_every = a.eval_every;
+    cfg.time_budget_s = a.time_budget;
     cfg.progress = !a.no_progress;
     cfg.name = a
         .name
@@ -177,7 +182,11 @@ pub fn eval(
     let loaded = dir.load(&device, Some(DType::F32))?;
     let split = data::load(bench, &data_root(data), limit)?;
     let (_, split_name) = bench.describe();
-    println!("{}: {} test clips ({split_name})", card.name, split.test.len());
+    println!(
+        "{}: {} test clips ({split_name})",
+        card.name,
+        split.test.len()
+    );
     let started = std::time::Instant::now();
     let e = train::evaluate(loaded.encoder.as_ref(), card, &split.test, 64, &device)?;
     print!("{}", e.report(&card.classes));
