@@ -189,11 +189,7 @@ impl Decisions {
             }
         }
         if st.active.is_none() && !w.last {
-            let (top, score) =
-                st.ema
-                    .iter()
-                    .enumerate()
-                    .fold((0, f32::MIN), |b, (i, &s)| if s > b.1 { (i, s) } else { b });
+            let (top, score) = argmax(&st.ema);
             if score >= cfg.enter && k > 0 {
                 st.active = Some((top, w.first_captured_at_ns));
                 out.push(event(
@@ -221,11 +217,7 @@ impl Decisions {
             }
         } else if w.last {
             // a short final window still gets a verdict
-            let (top, score) =
-                st.ema
-                    .iter()
-                    .enumerate()
-                    .fold((0, f32::MIN), |b, (i, &s)| if s > b.1 { (i, s) } else { b });
+            let (top, score) = argmax(&st.ema);
             if score >= cfg.enter && k > 0 && st.active.is_none() {
                 out.push(event(
                     EventKind::ActionStart,
@@ -313,4 +305,13 @@ impl Decisions {
             }
         }
     }
+}
+
+/// Index and value of the largest score (the first on ties; `(0, f32::MIN)`
+/// for an empty slice).
+fn argmax(scores: &[f32]) -> (usize, f32) {
+    scores
+        .iter()
+        .enumerate()
+        .fold((0, f32::MIN), |b, (i, &s)| if s > b.1 { (i, s) } else { b })
 }
