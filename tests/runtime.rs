@@ -2,6 +2,10 @@
 //! cut offline, recorded input gives the expected events, and bad input,
 //! backpressure and early ends are counted — never a panic or a hang.
 
+/// The binary's allocator, so the soak measures what a deployment runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
