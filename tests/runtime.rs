@@ -2,10 +2,6 @@
 //! cut offline, recorded input gives the expected events, and bad input,
 //! backpressure and early ends are counted — never a panic or a hang.
 
-/// The binary's allocator, so the soak measures what a deployment runs.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -381,42 +377,6 @@ fn boards_refuse_models_that_do_not_fit() {
             .device()
             .unwrap_err();
         assert!(matches!(e, Error::Device(_)));
-    }
-}
-
-fn rss_kib() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// A short soak: the same run twice; the second must not grow memory
-/// (beyond allocator noise). `SKELACT_SOAK_S` makes it longer.
-#[test]
-fn soak_memory_stays_flat() {
-    let secs: f32 = std::env::var("SKELACT_SOAK_S")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15.0);
-    let run = || {
-        let b = Runtime::builder()
-            .source(SyntheticSource::new(4, secs, 3))
-            .model_dir(fresh_model_dir())
-            .stride(26)
-            .pace(Pace::Fast);
-        let (r, _) = run_bounded(b, Duration::from_secs(600));
-        r.unwrap()
-    };
-    run();
-    let before = rss_kib();
-    let r = run();
-    let after = rss_kib();
-    if let (Some(a), Some(b)) = (before, after) {
-        let grew = b.saturating_sub(a) as f64 / 1024.0;
-        assert!(
-            grew < 64.0,
-            "RSS grew by {grew:.1} MiB over a {secs} s soak ({r})"
-        );
     }
 }
 
