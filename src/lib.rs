@@ -38,6 +38,7 @@
 
 pub mod board;
 pub mod error;
+pub mod kernel;
 pub mod model;
 pub mod runtime;
 pub mod skeleton;

@@ -428,3 +428,80 @@ fn every_parameter_receives_a_gradient() {
     missing.sort();
     assert!(missing.is_empty(), "no gradient for {missing:?}");
 }
+
+/// The fixture's weights under their state-dict names.
+fn state_dict(fx: &Fixture, dtype: DType) -> HashMap<String, Tensor> {
+    fx.tensors
+        .iter()
+        .filter_map(|(k, t)| {
+            k.strip_prefix("weight.")
+                .map(|n| (n.to_string(), t.to_dtype(dtype).unwrap()))
+        })
+        .collect()
+}
+
+/// The CPU inference plan (folded weights, own kernels) reproduces the
+/// reference logits, from f32 and from f16 weights.
+#[test]
+fn cpu_plan_matches_reference() {
+    let fx = fixture();
+    let cfg = fx.config();
+    let x = fx.get("input");
+    let want = fx.get("trace.logits");
+    let plan = skelact::model::ctrgcn::CpuCtrGcn::new(&cfg, &state_dict(&fx, DType::F32)).unwrap();
+    let got = plan.forward(x).unwrap();
+    common::assert_close("cpu plan logits (f32)", &got, want, common::F32_REL);
+    eprintln!("cpu plan f32 rel err {:.2e}", common::rel_err(&got, want));
+    let plan16 =
+        skelact::model::ctrgcn::CpuCtrGcn::new(&cfg, &state_dict(&fx, DType::F16)).unwrap();
+    let got16 = plan16.forward(&x.to_dtype(DType::F16).unwrap()).unwrap();
+    common::assert_close(
+        "cpu plan logits (f16 weights)",
+        &got16,
+        want,
+        common::F16_REL,
+    );
+    // Batch of one (the single-sample, threaded path) equals the batch.
+    let one = plan.forward(&x.narrow(0, 1, 1).unwrap()).unwrap();
+    common::assert_close(
+        "cpu plan batch-1",
+        &one,
+        &got.narrow(0, 1, 1).unwrap(),
+        common::FOLD_REL,
+    );
+}
+
+/// The edge variant on a 20-joint layout, odd clip lengths and random
+/// trained-like weights: the CPU plan equals the candle model.
+#[test]
+fn cpu_plan_matches_candle_on_the_edge_variant() {
+    let cfg = Config::edge("kinect20-ucla", 10).unwrap();
+    let vm = VarMap::new();
+    let model = CtrGcn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    // Perturb every variable so BN, alpha and biases are not at their init
+    // (variances stay positive).
+    for (name, var) in vm.data().lock().unwrap().iter() {
+        let t = var.as_tensor();
+        let noise = Tensor::randn(0f32, 0.2, t.dims(), &Device::Cpu).unwrap();
+        let mut p = (t + noise).unwrap();
+        if name.ends_with("running_var") {
+            p = (p.abs().unwrap() + 0.5).unwrap();
+        }
+        var.set(&p).unwrap();
+    }
+    let weights: HashMap<String, Tensor> = vm
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    let plan = skelact::model::ctrgcn::CpuCtrGcn::new(&cfg, &weights).unwrap();
+    for t in [13usize, 52] {
+        let x = Tensor::randn(0f32, 1.0, (3, 3, t, 20, 1), &Device::Cpu).unwrap();
+        let (want, macs) = flops::measure(|| model.forward_t(&x, false).unwrap());
+        let (got, plan_macs) = flops::measure(|| plan.forward(&x).unwrap());
+        assert_eq!(plan_macs, macs, "MAC count, T={t}");
+        common::assert_close(&format!("edge T={t}"), &got, &want, common::F32_REL);
+    }
+}

@@ -269,6 +269,33 @@ impl ModelDir {
         self.path.join(WEIGHTS_FILE)
     }
 
+    /// Loads the model for inference only: on the CPU, a CTR-GCN runs as
+    /// its folded CPU plan ([`ctrgcn::CpuCtrGcn`], several times faster than
+    /// the candle graph at batch 1); anything else loads as [`Self::load`]
+    /// does. `dtype` is the input dtype the caller will pass (the plan
+    /// computes in f32 whatever the weights' precision).
+    pub fn load_inference(&self, device: &Device, dtype: Option<DType>) -> Result<LoadedModel> {
+        let Architecture::Ctrgcn(cfg) = &self.card.architecture else {
+            return self.load(device, dtype);
+        };
+        if !device.is_cpu() {
+            return self.load(device, dtype);
+        }
+        let path = self.weights_path();
+        let weights = read_safetensors(&path, device)?;
+        check_weights(&weights, &expected_tensors(&self.card.architecture)?, &path)?;
+        let num_params = weights
+            .iter()
+            .filter(|(k, _)| !is_buffer(k))
+            .map(|(_, t)| t.elem_count())
+            .sum();
+        Ok(LoadedModel {
+            card: self.card.clone(),
+            encoder: Box::new(ctrgcn::CpuCtrGcn::new(cfg, &weights)?),
+            num_params,
+        })
+    }
+
     /// Reads and checks the weights, then builds the encoder on `device`
     /// computing in `dtype` (the card's precision when `None`).
     pub fn load(&self, device: &Device, dtype: Option<DType>) -> Result<LoadedModel> {

@@ -282,7 +282,10 @@ impl RuntimeBuilder {
             ModelChoice::Loaded(m, d) => (*m, d),
             ModelChoice::Dir(p) => {
                 let dir = ModelDir::open(&p)?;
-                (dir.load(&device, Some(board.dtype()))?, board.dtype())
+                (
+                    dir.load_inference(&device, Some(board.dtype()))?,
+                    board.dtype(),
+                )
             }
         };
         let card = model.card.clone();

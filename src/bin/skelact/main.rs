@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench_model;
 mod cli;
 mod run;
 #[cfg(feature = "train")]
@@ -111,6 +112,10 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<String>,
     },
+    /// One CTR-GCN in PyTorch eager and in skelact (candle graph and CPU
+    /// plan), same weights and windows, in one run: times, ratios,
+    /// GFLOP/s against this machine's matmul rate, logits agreement.
+    Model(bench_model::BenchModelArgs),
 }
 
 fn main() -> Result<()> {
@@ -136,6 +141,9 @@ fn main() -> Result<()> {
                 },
         } => run::bench_pipeline(model.as_deref(), &board, seconds, json.as_deref())
             .context("bench pipeline"),
+        Command::Bench {
+            what: BenchCommand::Model(a),
+        } => bench_model::bench_model(&a).context("bench model"),
         #[cfg(feature = "train")]
         Command::Train(a) => train::train(a).context("train"),
         #[cfg(feature = "train")]

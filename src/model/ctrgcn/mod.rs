@@ -27,10 +27,12 @@
 //! Layers are in `gcn.rs` (the spatial unit), `tcn.rs` (the multi-scale
 //! temporal unit) and `model.rs` (blocks, input BN, head).
 
+pub mod cpu;
 mod gcn;
 mod model;
 mod tcn;
 
+pub use cpu::CpuCtrGcn;
 pub use model::CtrGcn;
 
 use serde::{Deserialize, Serialize};
