@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
-use super::card::{Architecture, ModelCard, CARD_FILE, WEIGHTS_FILE};
-use super::card::Precision;
+use super::card::{Architecture, ModelCard, Precision, CARD_FILE, WEIGHTS_FILE};
 use super::{ctrgcn, efficientgcn, quantize, stgcn, Encoder};
 use crate::{Error, Result};
 
