@@ -131,14 +131,21 @@ pub enum Precision {
     F16,
     /// bfloat16.
     Bf16,
+    /// Weight-only int8: conv and linear weights stored as int8 with one
+    /// f32 scale per output channel, every other tensor f16 (see
+    /// [`crate::model::quantize`]). Dequantized at load; compute runs in
+    /// f16 or f32.
+    Int8,
 }
 
 impl Precision {
-    /// The candle dtype of this precision.
+    /// The candle dtype of this precision's float tensors, also the
+    /// default compute dtype: f16 for [`Precision::Int8`] (its non-int8
+    /// tensors are f16, and candle has no int8 compute).
     pub fn dtype(self) -> candle_core::DType {
         match self {
             Precision::F32 => candle_core::DType::F32,
-            Precision::F16 => candle_core::DType::F16,
+            Precision::F16 | Precision::Int8 => candle_core::DType::F16,
             Precision::Bf16 => candle_core::DType::BF16,
         }
     }

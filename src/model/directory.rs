@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
-use super::card::{Architecture, ModelCard, CARD_FILE, WEIGHTS_FILE};
-use super::{ctrgcn, efficientgcn, stgcn, Encoder};
+use super::card::{Architecture, ModelCard, Precision, CARD_FILE, WEIGHTS_FILE};
+use super::{ctrgcn, efficientgcn, quantize, stgcn, Encoder};
 use crate::{Error, Result};
 
 /// Builds the encoder an architecture describes from a `VarBuilder`.
@@ -59,7 +59,10 @@ pub fn is_buffer(name: &str) -> bool {
 }
 
 /// Reads a safetensors file into named tensors on `device`, with typed
-/// errors for a missing or corrupt file.
+/// errors for a missing or corrupt file. Int8 weights (`I8` tensors with
+/// their `<name>.__scale`, see [`super::quantize`]) come back dequantized
+/// to f32 under their own name, the scales removed; an int8 tensor and its
+/// scale that do not pair up are refused naming the tensor.
 pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::CorruptWeights {
@@ -67,8 +70,14 @@ pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, 
         reason: e.to_string(),
     })?;
     let mut out = HashMap::with_capacity(st.len());
+    let mut int8 = Vec::new();
     for (name, view) in st.tensors() {
         let dtype = match view.dtype() {
+            safetensors::Dtype::I8 => {
+                let values = view.data().iter().map(|&b| b as i8).collect();
+                int8.push((name, view.shape().to_vec(), values));
+                continue;
+            }
             safetensors::Dtype::F32 => DType::F32,
             safetensors::Dtype::F16 => DType::F16,
             safetensors::Dtype::BF16 => DType::BF16,
@@ -86,6 +95,7 @@ pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, 
         let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)?;
         out.insert(name, t);
     }
+    quantize::dequantize_int8(&mut out, int8, path, device)?;
     Ok(out)
 }
 
@@ -219,7 +229,9 @@ impl ModelDir {
     }
 
     /// Writes a new model directory at `path` (created if needed). The card
-    /// is validated and the weights checked against it first.
+    /// is validated and the weights checked against it first. Float weights
+    /// are stored in the card's precision; for [`Precision::Int8`], conv and
+    /// linear weights are quantized (see [`super::quantize`]).
     pub fn create(
         path: impl AsRef<Path>,
         card: &ModelCard,
@@ -236,6 +248,14 @@ impl ModelDir {
         std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         let card_path = path.join(CARD_FILE);
         std::fs::write(&card_path, card.to_toml()?).map_err(|e| Error::io(&card_path, e))?;
+        if card.precision == Precision::Int8 {
+            let stored = quantize::quantize_weights(weights, Precision::Int8)?;
+            quantize::write_weights(&weights_path, &stored)?;
+            return Ok(Self {
+                path,
+                card: card.clone(),
+            });
+        }
         let cast: HashMap<String, Tensor> = weights
             .iter()
             .map(|(k, t)| {
@@ -297,7 +317,10 @@ impl ModelDir {
     }
 
     /// Reads and checks the weights, then builds the encoder on `device`
-    /// computing in `dtype` (the card's precision when `None`).
+    /// computing in `dtype` (the card's precision when `None`; f16 for
+    /// int8). Int8 weights are dequantized first, so the checks and the
+    /// encoder see the usual names and shapes. Batch norms are not folded
+    /// here (see [`Encoder::fold_batch_norm`]; the runtime folds them).
     pub fn load(&self, device: &Device, dtype: Option<DType>) -> Result<LoadedModel> {
         let path = self.weights_path();
         let weights = read_safetensors(&path, device)?;

@@ -14,6 +14,7 @@ pub mod encoder;
 pub mod flops;
 pub mod import;
 pub mod layer;
+pub mod quantize;
 pub mod stgcn;
 pub mod trace;
 

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_model;
 mod cli;
+mod quantize;
 mod run;
 #[cfg(feature = "train")]
 mod train;
@@ -70,6 +71,10 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Quantize a model directory (f16, bf16, or int8 weights) and report
+    /// size, weight error, speed, and — with feature `train` — accuracy on
+    /// the test split against the source.
+    Quantize(quantize::QuantizeArgs),
     /// Run the live pipeline: joints in, events out (JSON Lines on stdout
     /// by default), latency report at exit. Defaults: the synthetic demo
     /// scene and the shipped model.
@@ -129,6 +134,7 @@ fn main() -> Result<()> {
             checkpoint,
             out,
         } => cli::import(kind, &checkpoint, &out).context("import"),
+        Command::Quantize(a) => quantize::quantize(&a).context("quantize"),
         Command::Run(a) => run::run(&a).context("run"),
         Command::Record { args, out, frames } => run::record(&args, &out, frames).context("record"),
         Command::Bench {
