@@ -56,6 +56,9 @@ pub struct BenchModelArgs {
     /// Write the results as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also print where the CPU plan's time goes at batch 1, per stage.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 #[derive(Debug, Serialize, Default, Clone)]
@@ -322,7 +325,7 @@ pub fn bench_model(a: &BenchModelArgs) -> Result<()> {
         (1, cfg.in_channels, a.frames, cfg.num_point, cfg.num_person),
         &dev,
     )?;
-    let (_, macs) = flops::measure(|| variants[0].candle.forward_t(&x1, false));
+    let (_, macs) = flops::measure(|| variants[0].candle.forward_t(&x1, false).is_ok());
     let gemm_rate = matmul_rate(a.threads);
     eprintln!(
         "bench model: {} ({} frames, {} persons), {:.3} GMACs per window, {} threads; matmul {:.0} GFLOP/s",
@@ -412,6 +415,16 @@ pub fn bench_model(a: &BenchModelArgs) -> Result<()> {
         rows,
     };
     print_report(&report);
+    if a.profile {
+        let (stages, wall) = variants[0].plan.profile(&x1, 20)?;
+        println!(
+            "CPU plan at batch 1, {} weights: {wall:.1} ms per window",
+            variants[0].dtype
+        );
+        for (name, ms) in stages {
+            println!("  {ms:>7.2} ms  {:>4.0} %  {name}", 100.0 * ms / wall);
+        }
+    }
     if let Some(p) = &a.json {
         std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
     }

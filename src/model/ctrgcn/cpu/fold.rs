@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Tensor};
 
 use super::{BlockPlan, Residual};
+use crate::kernel::simd::padded_width;
 use crate::model::ctrgcn::Config;
 use crate::model::layer::batch_norm::BN_EPS;
 use crate::{Error, Result};
@@ -119,6 +120,15 @@ pub(super) fn block(
     let (gs, gshift) = w.bn(&format!("{g}.bn"), o)?;
     let alpha = w.get(&format!("{g}.alpha"), 1)?[0];
     let pa = w.get(&format!("{g}.PA"), subsets * v * v)?;
+    let pw = padded_width(v);
+    let mut pa_t = vec![0f32; subsets * v * pw];
+    for s in 0..subsets {
+        for u in 0..v {
+            for vv in 0..v {
+                pa_t[(s * v + vv) * pw + u] = pa[(s * v + u) * v + vv];
+            }
+        }
+    }
 
     let mut w12 = Vec::with_capacity(subsets * 2 * rel * i_);
     let mut b12 = Vec::with_capacity(subsets * 2 * rel);
@@ -216,7 +226,7 @@ pub(super) fn block(
         b12,
         w4,
         c4,
-        pa,
+        pa_t,
         wx,
         bx,
         down,

@@ -64,8 +64,9 @@ struct BlockPlan {
     w4: Vec<f32>,
     /// `(S, O)`: conv4's bias times `alpha`.
     c4: Vec<f32>,
-    /// `(S, V, V)`: the learnable adjacency.
-    pa: Vec<f32>,
+    /// `(S, V, W)`: the learnable adjacency transposed (`[v][u]`), rows
+    /// padded to the aggregation's SIMD width `W`.
+    pa_t: Vec<f32>,
     /// `(rows, I)`: conv3 of each subset (unit BN scale folded), `down`,
     /// the block residual conv.
     wx: Vec<f32>,
@@ -111,6 +112,42 @@ impl BlockPlan {
     }
 }
 
+/// The stages of a block that [`CpuCtrGcn::profile`] times.
+pub const STAGES: [&str; 6] = [
+    "input 1x1 products (conv3 x subsets, down, residual)",
+    "topology refinement (q/k, tanh, conv4, adjacency rows)",
+    "joint aggregation + shift + residual + ReLU",
+    "temporal 1x1 products (4 branches)",
+    "dilated temporal convs (im2col + product)",
+    "max-pool, strided branch, block residual + ReLU",
+];
+
+/// Nanoseconds per stage, summed over samples and threads.
+#[derive(Debug, Default)]
+struct Clock {
+    on: std::sync::atomic::AtomicBool,
+    ns: [std::sync::atomic::AtomicU64; 6],
+}
+
+impl Clock {
+    fn start(&self) -> Option<std::time::Instant> {
+        self.on
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(std::time::Instant::now)
+    }
+
+    fn lap(&self, stage: usize, t0: &mut Option<std::time::Instant>) {
+        if let Some(t) = t0 {
+            let now = std::time::Instant::now();
+            self.ns[stage].fetch_add(
+                (now - *t).as_nanos() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            *t = now;
+        }
+    }
+}
+
 /// The buffers one sample needs; grown on first use, then reused.
 #[derive(Debug, Default)]
 struct Scratch {
@@ -123,7 +160,6 @@ struct Scratch {
     xm: Vec<f32>,
     qk: Vec<f32>,
     rel: Vec<f32>,
-    adjw: Vec<f32>,
     adj: Vec<f32>,
 }
 
@@ -145,6 +181,7 @@ impl Clone for CpuCtrGcn {
             fc_w: self.fc_w.clone(),
             fc_b: self.fc_b.clone(),
             pool: Mutex::new(Vec::new()),
+            clock: Clock::default(),
         }
     }
 }
@@ -184,6 +221,7 @@ pub struct CpuCtrGcn {
     fc_w: Vec<f32>,
     fc_b: Vec<f32>,
     pool: Mutex<Vec<Scratch>>,
+    clock: Clock,
 }
 
 impl CpuCtrGcn {
@@ -232,6 +270,7 @@ impl CpuCtrGcn {
             fc_w: w.get("fc.weight", cfg.num_class * c_in)?,
             fc_b: w.get("fc.bias", cfg.num_class)?,
             pool: Mutex::new(Vec::new()),
+            clock: Clock::default(),
         })
     }
 
@@ -252,6 +291,36 @@ impl CpuCtrGcn {
         }
         let c_last = self.blocks.last().map_or(cfg.in_channels, |b| b.c_out);
         (n * cfg.num_person) as u64 * total + (n * c_last * cfg.num_class) as u64
+    }
+
+    /// Runs `x` `runs` times with the stage clocks on and returns each
+    /// stage of [`STAGES`] with its milliseconds per run (summed over the
+    /// threads that worked on it), then the wall time per run.
+    pub fn profile(&self, x: &Tensor, runs: usize) -> Result<(Vec<(&'static str, f64)>, f64)> {
+        use std::sync::atomic::Ordering;
+        self.forward(x)?; // warm the scratch buffers
+        self.clock
+            .ns
+            .iter()
+            .for_each(|n| n.store(0, Ordering::Relaxed));
+        self.clock.on.store(true, Ordering::Relaxed);
+        let t0 = std::time::Instant::now();
+        for _ in 0..runs.max(1) {
+            self.forward(x)?;
+        }
+        let wall = t0.elapsed().as_secs_f64() * 1e3 / runs.max(1) as f64;
+        self.clock.on.store(false, Ordering::Relaxed);
+        let stages = STAGES
+            .iter()
+            .zip(&self.clock.ns)
+            .map(|(name, ns)| {
+                (
+                    *name,
+                    ns.load(Ordering::Relaxed) as f64 / 1e6 / runs.max(1) as f64,
+                )
+            })
+            .collect();
+        Ok((stages, wall))
     }
 
     /// Logits `(N, K)` (f32, CPU) for `x: (N, C, T, V, M)` of any float
@@ -380,6 +449,7 @@ impl CpuCtrGcn {
         let w = padded_width(v);
         let a = &s.a[..ci * tv];
 
+        let mut clk = self.clock.start();
         // 1. Every 1x1 conv of the input in one product: (rows, I)·(I, T·V).
         let rows = blk.x_rows(ns);
         let big = grow(&mut s.big, rows * tv);
@@ -391,6 +461,7 @@ impl CpuCtrGcn {
             threads,
         );
         add_row_bias(big, &blk.bx, tv);
+        self.clock.lap(0, &mut clk);
 
         // 2. Topology refinement on the time average.
         let xm = grow(&mut s.xm, ci * v);
@@ -412,46 +483,45 @@ impl CpuCtrGcn {
             1,
         );
         add_row_bias(qk, &blk.b12, v);
-        // adj[o][(i, v)][u], rows padded to w.
+        // adj[o][(i, v)][u], rows padded to w: PA_i[u, v] + alpha·b4 first,
+        // then alpha·conv4(rel) accumulated onto it by one product whose
+        // columns are already in (v, u) order.
         let adj = grow(&mut s.adj, co * ns * v * w);
         for i in 0..ns {
-            // rel[r][u][v] = tanh(q[r][u] - k[r][v])
-            let rel = grow(&mut s.rel, r * v * v);
+            // rel[r][v][u] = tanh(q[r][u] - k[r][v]), u padded to w with 0.
+            let rel = grow(&mut s.rel, r * v * w);
             let q = &qk[(2 * i) * r * v..(2 * i + 1) * r * v];
             let k = &qk[(2 * i + 1) * r * v..(2 * i + 2) * r * v];
             for rr in 0..r {
-                for u in 0..v {
-                    let qu = q[rr * v + u];
-                    let dst = &mut rel[(rr * v + u) * v..(rr * v + u + 1) * v];
-                    for (d, kv) in dst.iter_mut().zip(&k[rr * v..(rr + 1) * v]) {
+                let qr = &q[rr * v..(rr + 1) * v];
+                for vv in 0..v {
+                    let kv = k[rr * v + vv];
+                    let dst = &mut rel[(rr * v + vv) * w..(rr * v + vv + 1) * w];
+                    for (d, qu) in dst.iter_mut().zip(qr) {
                         *d = qu - kv;
                     }
+                    dst[v..].fill(0.0);
                 }
             }
             tanh_inplace(rel);
-            let adjw = grow(&mut s.adjw, co * v * v);
-            matmul(
-                MatMut::dense(adjw, co, v * v),
-                MatRef::dense(&blk.w4[i * co * r..(i + 1) * co * r], co, r),
-                MatRef::dense(rel, r, v * v),
-                false,
-                threads,
-            );
-            let pa = &blk.pa[i * v * v..(i + 1) * v * v];
+            let pa_t = &blk.pa_t[i * v * w..(i + 1) * v * w];
             for o in 0..co {
                 let c4 = blk.c4[i * co + o];
-                let src = &adjw[o * v * v..(o + 1) * v * v];
                 let dst = &mut adj[(o * ns + i) * v * w..(o * ns + i + 1) * v * w];
-                for vv in 0..v {
-                    let row = &mut dst[vv * w..(vv + 1) * w];
-                    for u in 0..v {
-                        row[u] = src[u * v + vv] + pa[u * v + vv] + c4;
-                    }
-                    row[v..].fill(0.0);
+                for (d, p) in dst.iter_mut().zip(pa_t) {
+                    *d = p + c4;
                 }
             }
+            matmul(
+                MatMut::new(&mut adj[i * v * w..], co, v * w, ns * v * w, 1),
+                MatRef::dense(&blk.w4[i * co * r..(i + 1) * co * r], co, r),
+                MatRef::dense(rel, r, v * w),
+                true,
+                threads,
+            );
         }
 
+        self.clock.lap(1, &mut clk);
         // 3. Aggregation over joints, summed over subsets, + shift + residual, ReLU.
         let g = grow(&mut s.g, co * tv);
         let big = &s.big[..rows * tv];
@@ -488,6 +558,7 @@ impl CpuCtrGcn {
             g.chunks_mut(tv).enumerate().for_each(|(o, y)| unit(o, y));
         }
 
+        self.clock.lap(2, &mut clk);
         // 4. Temporal unit.
         let (nb, bc, st) = (blk.nb, blk.bc, blk.stride);
         let h = grow(&mut s.h, co * tv);
@@ -502,6 +573,7 @@ impl CpuCtrGcn {
         for x in &mut h[..(nb - 1) * bc * tv] {
             *x = x.max(0.0);
         }
+        self.clock.lap(3, &mut clk);
         let t2 = t.div_ceil(st);
         let t2v = t2 * v;
         let out = grow(&mut s.b, co * t2v);
@@ -535,6 +607,7 @@ impl CpuCtrGcn {
             );
             add_row_bias(dst, &blk.bt[j], t2v);
         }
+        self.clock.lap(4, &mut clk);
         // Max-pool branch (3 frames, stride st; inputs are >= 0 after the
         // ReLU, so zero padding equals -inf padding), then its BN.
         let jp = blk.dilations.len();
@@ -587,6 +660,7 @@ impl CpuCtrGcn {
                 }
             }
         }
+        self.clock.lap(5, &mut clk);
         t2
     }
 }
