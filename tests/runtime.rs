@@ -186,6 +186,47 @@ proptest! {
     }
 }
 
+/// One-Euro smoothing (opt-in) takes the jitter out of a still person's
+/// windows; without it the windows carry the raw joints.
+#[test]
+fn one_euro_smoothing_reduces_jitter_in_windows() {
+    let layout = Layout::kinect20_ucla();
+    let window = 30;
+    let jitter = |smoothing: Option<skelact::runtime::OneEuro>| {
+        let mut cfg = TrackerConfig::new(window);
+        cfg.smoothing = smoothing;
+        let mut tr = Tracker::new(cfg, layout, layout).unwrap();
+        let mut f = Frame::new(layout, 1);
+        let mut w = TrackWindow::with_capacity(window, 20);
+        let base = walk(5, 1);
+        let mut last = None;
+        for n in 0..90u64 {
+            f.clear();
+            f.captured_at_ns = n * 33_333_333;
+            let pose = f.push_pose();
+            for (j, dst) in pose.joints.iter_mut().enumerate() {
+                let sign = if (n + j as u64) % 2 == 0 { 1.0 } else { -1.0 };
+                *dst = [base[j][0] + 0.01 * sign, base[j][1], base[j][2]];
+            }
+            tr.push(&f, 0);
+            while tr.take_due(&mut w) {
+                last = Some(w.joints.clone());
+            }
+        }
+        // mean |x_t - x_{t-1}| over the last window
+        let x = last.expect("a window");
+        let d: f32 = (1..window)
+            .flat_map(|t| (0..20).map(move |j| (t, j)))
+            .map(|(t, j)| (x[(t * 20 + j) * 3] - x[((t - 1) * 20 + j) * 3]).abs())
+            .sum();
+        d / ((window - 1) * 20) as f32
+    };
+    let raw = jitter(None);
+    let smooth = jitter(Some(skelact::runtime::OneEuro::default()));
+    assert!((raw - 0.02).abs() < 1e-4, "raw frame-to-frame step {raw}");
+    assert!(smooth < raw * 0.3, "smoothed {smooth} vs raw {raw}");
+}
+
 #[test]
 fn tracker_keeps_ids_through_short_gaps_and_expires_long_ones() {
     let layout = Layout::kinect20_ucla();

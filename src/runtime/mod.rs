@@ -59,6 +59,7 @@ pub mod decision;
 pub mod event;
 pub mod input;
 pub mod latency;
+pub mod one_euro;
 pub mod sink;
 pub mod tracker;
 
@@ -82,6 +83,7 @@ use crate::{Error, Result};
 pub use decision::{DecisionConfig, Decisions};
 pub use event::{Event, EventKind};
 pub use latency::{Histogram, Summary};
+pub use one_euro::OneEuro;
 pub use sink::Sink;
 pub use tracker::{TrackWindow, Tracker, TrackerConfig};
 
@@ -120,6 +122,7 @@ pub struct RuntimeBuilder {
     stop: Option<Arc<AtomicBool>>,
     check_fit: bool,
     fold_bn: bool,
+    smoothing: Option<OneEuro>,
 }
 
 /// A wired runtime, ready to [`Runtime::run`].
@@ -155,6 +158,7 @@ impl Runtime {
             stop: None,
             check_fit: true,
             fold_bn: true,
+            smoothing: None,
         }
     }
 }
@@ -212,6 +216,13 @@ impl RuntimeBuilder {
     /// Decision settings.
     pub fn decisions(mut self, d: DecisionConfig) -> Self {
         self.decisions = d;
+        self
+    }
+
+    /// One-Euro smoothing of the tracked joints (default: none, as the
+    /// models were trained).
+    pub fn smoothing(mut self, p: Option<OneEuro>) -> Self {
+        self.smoothing = p;
         self
     }
 
@@ -319,6 +330,7 @@ impl RuntimeBuilder {
         if let Some(n) = self.min_frames {
             tracker.min_frames = n;
         }
+        tracker.smoothing = self.smoothing;
         // refuses an impossible layout mapping now rather than in a thread
         Tracker::new(tracker.clone(), source.layout(), card.layout()?)?;
         Ok(Runtime {

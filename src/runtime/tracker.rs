@@ -28,6 +28,7 @@
 //! Steady state allocates nothing: rings, assignment scratch and windows
 //! are sized at construction.
 
+use super::one_euro::{OneEuro, OneEuroState};
 use crate::skeleton::mapping::{mapping, Mapping};
 use crate::skeleton::Layout;
 use crate::source::Frame;
@@ -55,6 +56,9 @@ pub struct TrackerConfig {
     /// Hip height above the floor (m) above which a person counts as
     /// upright.
     pub high_hip_m: f32,
+    /// One-Euro smoothing of the joints that enter the windows (`None`:
+    /// raw joints, as the models were trained).
+    pub smoothing: Option<OneEuro>,
 }
 
 impl TrackerConfig {
@@ -69,6 +73,7 @@ impl TrackerConfig {
             min_frames: (window / 2).max(1),
             low_hip_m: 0.35,
             high_hip_m: 0.7,
+            smoothing: None,
         }
     }
 }
@@ -244,6 +249,22 @@ struct Track {
     hip_height_m: f32,
     low_since_ns: Option<u64>,
     last_high_ns: Option<u64>,
+    euro: OneEuroState,
+    smoothed: Vec<[f32; 3]>,
+}
+
+impl Track {
+    /// Appends the track's current pose to its window ring, smoothed when
+    /// `smoothing` is set.
+    fn push_pose(&mut self, smoothing: Option<&OneEuro>, ts: u64) {
+        match smoothing {
+            Some(p) => {
+                self.euro.filter(p, &self.last, ts, &mut self.smoothed);
+                self.ring.push(&self.smoothed, ts);
+            }
+            None => self.ring.push(&self.last, ts),
+        }
+    }
 }
 
 /// Counters the tracker keeps.
@@ -298,6 +319,9 @@ impl Tracker {
                 "window, stride and max_people must be positive",
             ));
         }
+        if let Some(p) = &cfg.smoothing {
+            p.validate()?;
+        }
         let map = if source.name() == model.name() {
             None
         } else {
@@ -319,6 +343,8 @@ impl Tracker {
             hip_height_m: f32::NAN,
             low_since_ns: None,
             last_high_ns: None,
+            euro: OneEuroState::new(v),
+            smoothed: vec![[0.0; 3]; v],
         };
         // room for some poses beyond max_people, so extra ones can still be
         // matched and counted
@@ -427,6 +453,7 @@ impl Tracker {
             t.end_marker = false;
             t.low_since_ns = None;
             t.last_high_ns = None;
+            t.euro.reset();
             // a new track has no history: fill missing joints with the mean
             // of the seen ones
             let (det, conf) = (&self.det[di], &self.det_conf[di]);
@@ -460,6 +487,7 @@ impl Tracker {
             let min_frames = self.cfg.min_frames;
             let stride = self.cfg.stride;
             let window = self.cfg.window;
+            let smoothing = self.cfg.smoothing;
             let t = &mut self.tracks[ti];
             t.missed += 1;
             if t.missed > max_gap {
@@ -468,9 +496,7 @@ impl Tracker {
                 t.end_track(min_frames, held);
                 continue;
             }
-            let last = std::mem::take(&mut t.last);
-            t.ring.push(&last, ts);
-            t.last = last;
+            t.push_pose(smoothing.as_ref(), ts);
             t.received_ns = received_ns;
             t.since_emit += 1;
             if t.ring.len() == window && (t.since_emit >= stride || !t.emitted) {
@@ -532,6 +558,7 @@ impl Tracker {
         let (low, high) = (self.cfg.low_hip_m, self.cfg.high_hip_m);
         let floor = self.floor_y;
         let hip = self.hip;
+        let smoothing = self.cfg.smoothing;
         let t = &mut self.tracks[ti];
         for ((last, p), &c) in t.last.iter_mut().zip(&self.det[di]).zip(&self.det_conf[di]) {
             if c > 0.0 {
@@ -539,7 +566,7 @@ impl Tracker {
             }
         }
         t.missed = 0;
-        t.ring.push(&t.last, ts);
+        t.push_pose(smoothing.as_ref(), ts);
         t.received_ns = received_ns;
         t.since_emit += 1;
         if let Some(h) = hip {

@@ -84,6 +84,33 @@ pub struct RunArgs {
     /// Run a model even if it needs more compute than the board has.
     #[arg(long)]
     pub no_fit_check: bool,
+    /// One-Euro smoothing of the tracked joints: `MIN_CUTOFF_HZ,BETA`
+    /// (e.g. `1,1`), or `default`. Off unless given (models are trained on
+    /// raw joints).
+    #[arg(long)]
+    pub smooth: Option<String>,
+}
+
+/// Parses `--smooth`.
+fn parse_smoothing(s: &str) -> Result<skelact::runtime::OneEuro> {
+    let mut p = skelact::runtime::OneEuro::default();
+    if s != "default" {
+        let parts: Vec<&str> = s.split(',').collect();
+        let num = |x: &str| -> Result<f32> {
+            x.trim()
+                .parse::<f32>()
+                .map_err(|_| anyhow::anyhow!("--smooth: bad number {x:?}"))
+        };
+        match parts.as_slice() {
+            [c, b] => {
+                p.min_cutoff_hz = num(c)?;
+                p.beta = num(b)?;
+            }
+            _ => anyhow::bail!("--smooth takes MIN_CUTOFF_HZ,BETA or `default`, got {s:?}"),
+        }
+    }
+    p.validate()?;
+    Ok(p)
 }
 
 /// The shared data folder (`../shared/data`, or `$SKELACT_DATA`).
@@ -276,6 +303,9 @@ pub fn run(a: &RunArgs) -> Result<()> {
     }
     if let Some(n) = a.min_frames {
         b = b.min_window_frames(n);
+    }
+    if let Some(s) = &a.smooth {
+        b = b.smoothing(Some(parse_smoothing(s)?));
     }
     for s in &a.sink {
         if let Some(sink) = make_sink(s)? {
