@@ -294,6 +294,9 @@ fn short_run_on_real_clips_trains_evaluates_and_exports() -> anyhow::Result<()> 
     assert_eq!(out.evaluation.samples, split.test.len());
     assert!(out.history.iter().all(|r| r.train_loss.is_finite()));
     assert!(work.path().join("run/metrics.csv").exists());
+    for png in ["curves.png", "confusion.png"] {
+        assert!(work.path().join("model").join(png).exists(), "{png}");
+    }
     // The exported directory loads, is f16, and scores like the trainer said.
     let dir = ModelDir::open(work.path().join("model"))?;
     assert_eq!(dir.card().precision, Precision::F16);
@@ -566,4 +569,32 @@ fn masks_are_deterministic_per_seed_and_off_by_default() {
         rand::Rng::random::<u64>(&mut rng),
         rand::Rng::random::<u64>(&mut ChaCha8Rng::seed_from_u64(7))
     );
+}
+
+#[test]
+fn plots_are_png_files_of_the_shipped_run() -> anyhow::Result<()> {
+    let model = std::path::Path::new("models/ctrgcn-edge-nwucla");
+    let history = trainer::read_metrics(&model.join("metrics.csv"))?;
+    assert_eq!(history.len(), 20);
+    assert!(history[0].test_top1.is_nan(), "epoch 1 was not evaluated");
+    assert!((history[19].test_top1 - 0.82974).abs() < 1e-9);
+    let report = std::fs::read_to_string(model.join("evaluation.txt"))?;
+    let confusion = skelact::train::metrics::parse_confusion(&report).expect("confusion");
+    assert_eq!(confusion.len(), 10);
+    assert_eq!(confusion.iter().flatten().sum::<usize>(), 464);
+    let dir = tempfile::tempdir()?;
+    let card = ModelDir::open(model)?;
+    let curves = dir.path().join("curves.png");
+    let heat = dir.path().join("confusion.png");
+    skelact::train::plot::curves(&history, "curves", &curves)?;
+    skelact::train::plot::confusion(&confusion, &card.card().classes, "confusion", &heat)?;
+    for png in [curves, heat] {
+        let bytes = std::fs::read(&png)?;
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", png.display());
+        // IHDR: width and height, big-endian, after the signature and chunk header.
+        let w = u32::from_be_bytes(bytes[16..20].try_into()?);
+        let h = u32::from_be_bytes(bytes[20..24].try_into()?);
+        assert!(w >= 400 && h >= 300, "{}: {w}x{h}", png.display());
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@
 //!   decay; warm-up with step or cosine decay.
 //! - [`loss`]: label-smoothed cross-entropy.
 //! - [`metrics`]: top-1 / top-5, per-class accuracy, confusion matrix.
+//! - [`plot`]: PNG loss/accuracy curves and confusion heatmaps.
 //! - [`backend`]: the training weight source (pre-BN biases frozen).
 //! - [`trainer`]: the loop, checkpoints, metrics CSV, export.
 
@@ -26,6 +27,7 @@ pub mod loss;
 pub mod masking;
 pub mod metrics;
 pub mod optim;
+pub mod plot;
 pub mod trainer;
 
 pub use data::{Benchmark, Split};

@@ -387,7 +387,8 @@ const MOMENTUM: &str = "momentum.safetensors";
 /// AdamW's moments and step count.
 const ADAMW_STATE: &str = "adamw.safetensors";
 const STATE: &str = "state.json";
-const METRICS: &str = "metrics.csv";
+/// Per-epoch records, in the work directory and the model directory.
+pub const METRICS: &str = "metrics.csv";
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| Error::io(path, e))
@@ -427,6 +428,78 @@ pub fn weights_of(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
         .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
         .collect()
 }
+
+/// Reads a `metrics.csv` written by the trainer (`NaN` where an epoch was
+/// not evaluated).
+pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
+    let text = io(path, std::fs::read_to_string(path))?;
+    let bad = |line: usize, reason: String| Error::Format {
+        format: "metrics CSV",
+        path: path.to_path_buf(),
+        reason: format!("line {line}: {reason}"),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 9 {
+            return Err(bad(i + 1, format!("{} fields, expected 9", f.len())));
+        }
+        let num = |k: usize| -> Result<f64> {
+            f[k].trim()
+                .parse::<f64>()
+                .map_err(|e| bad(i + 1, format!("field {}: {e}", k + 1)))
+        };
+        out.push(EpochRecord {
+            epoch: f[0]
+                .trim()
+                .parse()
+                .map_err(|e| bad(i + 1, format!("epoch: {e}")))?,
+            lr: num(1)?,
+            train_loss: num(2)?,
+            train_top1: num(3)?,
+            test_loss: num(4)?,
+            test_top1: num(5)?,
+            test_top5: num(6)?,
+            train_s: num(7)?,
+            samples_per_s: num(8)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes `curves.png` (from `history`) and `confusion.png` (from
+/// `evaluation`) into `dir`, titled with the model's name.
+pub fn write_plots(
+    dir: &Path,
+    name: &str,
+    history: &[EpochRecord],
+    evaluation: &Evaluation,
+    classes: &[String],
+) -> Result<()> {
+    super::plot::curves(
+        history,
+        &format!("{name}: training curves"),
+        &dir.join(CURVES_PNG),
+    )?;
+    super::plot::confusion(
+        &evaluation.confusion,
+        classes,
+        &format!(
+            "{name}: top-1 {:.2} % on {} test clips",
+            evaluation.top1 * 100.0,
+            evaluation.samples
+        ),
+        &dir.join(CONFUSION_PNG),
+    )
+}
+
+/// The curves image in a model directory.
+pub const CURVES_PNG: &str = "curves.png";
+/// The confusion-matrix image in a model directory.
+pub const CONFUSION_PNG: &str = "confusion.png";
 
 fn write_metrics(path: &Path, history: &[EpochRecord]) -> Result<()> {
     let mut f = io(path, std::fs::File::create(path))?;
@@ -742,6 +815,10 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         )?;
         let csv = out.join(METRICS);
         write_metrics(&csv, &state.history)?;
+        // The model is written; a failed plot is reported, not fatal.
+        if let Err(e) = write_plots(out, &card.name, &state.history, &evaluation, &card.classes) {
+            log::warn!("plots for {}: {e}", out.display());
+        }
     }
     Ok(TrainOutcome {
         card,

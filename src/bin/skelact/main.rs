@@ -52,7 +52,7 @@ enum Command {
     /// Train a model on a public data set and export it as a model
     /// directory (feature `train`).
     #[cfg(feature = "train")]
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Evaluate a model directory on its data set's test split (feature
     /// `train`).
     #[cfg(feature = "train")]
@@ -68,6 +68,20 @@ enum Command {
         /// Load only this many clip files.
         #[arg(long)]
         limit: Option<usize>,
+        /// Write no confusion.png into the model directory.
+        #[arg(long)]
+        no_plot: bool,
+    },
+    /// Draw curves.png (from metrics.csv) and confusion.png (from
+    /// evaluation.txt, with the card's class names) for a model or run
+    /// directory (feature `train`).
+    #[cfg(feature = "train")]
+    Plot {
+        /// A model directory or a training work directory.
+        dir: PathBuf,
+        /// Where to write the images (default: the directory itself).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Run the live pipeline: joints in, events out (JSON Lines on stdout
     /// by default), latency report at exit. Defaults: the synthetic demo
@@ -137,13 +151,16 @@ fn main() -> Result<()> {
         } => run::bench_pipeline(model.as_deref(), &board, seconds, json.as_deref())
             .context("bench pipeline"),
         #[cfg(feature = "train")]
-        Command::Train(a) => train::train(a).context("train"),
+        Command::Train(a) => train::train(*a).context("train"),
         #[cfg(feature = "train")]
         Command::Eval {
             model,
             dataset,
             data,
             limit,
-        } => train::eval(&model, dataset, data, limit).context("eval"),
+            no_plot,
+        } => train::eval(&model, dataset, data, limit, !no_plot).context("eval"),
+        #[cfg(feature = "train")]
+        Command::Plot { dir, out } => train::plot(&dir, out.as_deref()).context("plot"),
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use skelact::model::ModelDir;
 use skelact::train::optim::{Decay, OptimizerKind};
-use skelact::train::{self, data, Benchmark, TrainConfig};
+use skelact::train::{self, data, metrics, plot, trainer, Benchmark, TrainConfig};
 
 /// Options of `skelact train`.
 #[derive(clap::Args, Debug)]
@@ -227,6 +227,7 @@ pub fn eval(
     dataset: Option<String>,
     data: Option<PathBuf>,
     limit: Option<usize>,
+    write_plot: bool,
 ) -> Result<()> {
     let dir = ModelDir::open(model)?;
     let card = dir.card();
@@ -256,5 +257,74 @@ pub fn eval(
         started.elapsed().as_secs_f64(),
         split.test.len() as f64 / started.elapsed().as_secs_f64()
     );
+    if write_plot {
+        let png = model.join(trainer::CONFUSION_PNG);
+        let title = format!(
+            "{}: top-1 {:.2} % on {} test clips",
+            card.name,
+            e.top1 * 100.0,
+            e.samples
+        );
+        plot::confusion(&e.confusion, &card.classes, &title, &png)?;
+        println!("wrote {}", png.display());
+    }
+    Ok(())
+}
+
+/// `skelact plot DIR`: curves from `DIR/metrics.csv`, the confusion matrix
+/// from `DIR/evaluation.txt` (class names from `DIR/model.toml` when there
+/// is one).
+pub fn plot(dir: &Path, out: Option<&Path>) -> Result<()> {
+    let out = out.unwrap_or(dir);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let card = if dir.join("model.toml").exists() {
+        Some(ModelDir::open(dir)?)
+    } else {
+        None
+    };
+    let name = card.as_ref().map_or_else(
+        || {
+            dir.file_name()
+                .map_or("run".into(), |n| n.to_string_lossy().into_owned())
+        },
+        |c| c.card().name.clone(),
+    );
+    let mut wrote = 0;
+    let csv = dir.join(trainer::METRICS);
+    if csv.exists() {
+        let history = trainer::read_metrics(&csv)?;
+        let png = out.join(trainer::CURVES_PNG);
+        plot::curves(&history, &format!("{name}: training curves"), &png)?;
+        println!("wrote {} ({} epochs)", png.display(), history.len());
+        wrote += 1;
+    }
+    let report = dir.join("evaluation.txt");
+    if report.exists() {
+        let text = std::fs::read_to_string(&report)
+            .with_context(|| format!("reading {}", report.display()))?;
+        let confusion = metrics::parse_confusion(&text)
+            .with_context(|| format!("no confusion matrix in {}", report.display()))?;
+        let k = confusion.len();
+        let classes: Vec<String> = match &card {
+            Some(c) if c.card().classes.len() == k => c.card().classes.clone(),
+            _ => (0..k).map(|i| format!("class {i}")).collect(),
+        };
+        let samples: usize = confusion.iter().flatten().sum();
+        let correct: usize = (0..k).map(|i| confusion[i][i]).sum();
+        let title = format!(
+            "{name}: top-1 {:.2} % on {samples} test clips",
+            correct as f64 / samples.max(1) as f64 * 100.0
+        );
+        let png = out.join(trainer::CONFUSION_PNG);
+        plot::confusion(&confusion, &classes, &title, &png)?;
+        println!("wrote {}", png.display());
+        wrote += 1;
+    }
+    if wrote == 0 {
+        bail!(
+            "{} has neither metrics.csv nor evaluation.txt",
+            dir.display()
+        );
+    }
     Ok(())
 }
