@@ -123,6 +123,16 @@ pub enum Error {
         /// What is wrong, with the byte offset or line where known.
         reason: String,
     },
+
+    /// Drawing or writing a plot failed.
+    #[error("plot {path}: {source}")]
+    Plot {
+        /// The image being written.
+        path: PathBuf,
+        /// What the plotting backend said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {

@@ -1,23 +1,26 @@
-//! Training (feature `train`): the optimizer can fit, every parameter is
-//! reached by the gradient, batch-norm statistics are saved, augmentations
-//! keep what they must, the loss matches a hand computation, and a short
-//! run on real NW-UCLA clips trains, evaluates and exports a model
-//! directory.
+//! Training (feature `train`): the optimizers can fit and AdamW's step
+//! matches its formula, every parameter is reached by the gradient,
+//! batch-norm statistics are saved, augmentations keep what they must and
+//! masks zero exactly what they chose, the loss matches a hand computation,
+//! and a short run on real NW-UCLA clips trains, evaluates and exports a
+//! model directory.
 #![cfg(feature = "train")]
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use skelact::model::card::{Normalization, Precision};
 use skelact::model::directory::{build_encoder, is_buffer};
 use skelact::model::ModelDir;
+use skelact::skeleton::graph;
 use skelact::skeleton::Layout;
 use skelact::train::augment::{self, AugmentConfig};
 use skelact::train::loss::cross_entropy_smoothed;
-use skelact::train::optim::{Schedule, Sgd};
+use skelact::train::masking;
+use skelact::train::optim::{AdamW, Param, Schedule, Sgd};
 use skelact::train::{backend, data, trainer, Benchmark, TrainConfig};
 use skelact::window::{self, PoseSeq, PrepareOptions};
 
@@ -291,6 +294,9 @@ fn short_run_on_real_clips_trains_evaluates_and_exports() -> anyhow::Result<()> 
     assert_eq!(out.evaluation.samples, split.test.len());
     assert!(out.history.iter().all(|r| r.train_loss.is_finite()));
     assert!(work.path().join("run/metrics.csv").exists());
+    for png in ["curves.png", "confusion.png"] {
+        assert!(work.path().join("model").join(png).exists(), "{png}");
+    }
     // The exported directory loads, is f16, and scores like the trainer said.
     let dir = ModelDir::open(work.path().join("model"))?;
     assert_eq!(dir.card().precision, Precision::F16);
@@ -333,5 +339,262 @@ fn training_samples_are_deterministic_per_seed() -> anyhow::Result<()> {
     let c = trainer::train_sample(&clip, &card, &aug, &mut ChaCha8Rng::seed_from_u64(10))?;
     assert_eq!(a, b);
     assert_ne!(a, c);
+    Ok(())
+}
+
+#[test]
+fn adamw_steps_match_the_formula() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    // Two parameters: a decayed weight and an undecayed bias.
+    let w = Var::new(&[[2.0f32]], &dev)?;
+    let b = Var::new(&[0.5f32], &dev)?;
+    let param = |name: &str, var: &Var, decay| Param {
+        name: name.into(),
+        var: var.clone(),
+        decay,
+        momentum: None,
+    };
+    let (lr, wd, (b1, b2), eps) = (0.1, 0.5, (0.8, 0.9), 1e-3);
+    let mut opt = AdamW {
+        betas: (b1, b2),
+        eps,
+        ..AdamW::new(vec![param("w", &w, true), param("b", &b, false)], lr, wd)
+    };
+    // Loss = gw * w + gb * b, so the gradients are (gw, gb).
+    let grads_of = |gw: f32, gb: f32| -> anyhow::Result<_> {
+        let loss =
+            ((w.as_tensor() * gw as f64)?.sum_all()? + (b.as_tensor() * gb as f64)?.sum_all()?)?;
+        Ok(loss.backward()?)
+    };
+    // The formula in f64, by hand.
+    let (mut pw, mut pb) = (2.0f64, 0.5f64);
+    let (mut mw, mut vw, mut mb, mut vb) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for (t, (gw, gb)) in [(3.0f64, -0.25f64), (-1.0, 0.75)].into_iter().enumerate() {
+        let t = t as i32 + 1;
+        opt.step(&grads_of(gw as f32, gb as f32)?, 1.0)?;
+        pw *= 1.0 - lr * wd;
+        mw = b1 * mw + (1.0 - b1) * gw;
+        vw = b2 * vw + (1.0 - b2) * gw * gw;
+        pw -= lr * (mw / (1.0 - b1.powi(t))) / ((vw / (1.0 - b2.powi(t))).sqrt() + eps);
+        mb = b1 * mb + (1.0 - b1) * gb;
+        vb = b2 * vb + (1.0 - b2) * gb * gb;
+        pb -= lr * (mb / (1.0 - b1.powi(t))) / ((vb / (1.0 - b2.powi(t))).sqrt() + eps);
+        let got_w = w.as_tensor().flatten_all()?.to_vec1::<f32>()?[0] as f64;
+        let got_b = b.as_tensor().to_vec1::<f32>()?[0] as f64;
+        assert!((got_w - pw).abs() < EXACT, "step {t}: w {got_w} vs {pw}");
+        assert!((got_b - pb).abs() < EXACT, "step {t}: b {got_b} vs {pb}");
+    }
+    assert_eq!(opt.steps, 2);
+    // The bias was not decayed: with wd = 0 it moves the same way.
+    let b0 = Var::new(&[0.5f32], &dev)?;
+    let mut plain = AdamW {
+        betas: (b1, b2),
+        eps,
+        ..AdamW::new(vec![param("b", &b0, true)], lr, 0.0)
+    };
+    for gb in [-0.25f64, 0.75] {
+        let loss = (b0.as_tensor() * gb)?.sum_all()?;
+        plain.step(&loss.backward()?, 1.0)?;
+    }
+    assert_eq!(
+        b0.as_tensor().to_vec1::<f32>()?,
+        b.as_tensor().to_vec1::<f32>()?
+    );
+    Ok(())
+}
+
+#[test]
+fn edge_model_overfits_a_tiny_batch_with_adamw() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let card = trainer::training_card(&tiny_config(12))?;
+    let varmap = VarMap::new();
+    let (vb, _backend) = backend::var_builder(&varmap, &card.architecture, &dev);
+    let model = build_encoder(&card.architecture, vb)?;
+    let x = random_input(8, 12, 0);
+    let labels: Vec<u32> = (0..8).map(|i| i % 10).collect();
+    let y = Tensor::new(labels.as_slice(), &dev)?;
+    let mut opt = AdamW::new(trainer::params(&varmap)?, 0.01, 0.01);
+    let mut acc = 0.0;
+    for _ in 0..60 {
+        let logits = model.forward_t(&x, true)?;
+        let loss = cross_entropy_smoothed(&logits, &y, 0.0)?;
+        opt.step(&loss.backward()?, 1.0)?;
+        let pred: Vec<u32> = logits.argmax(1)?.to_vec1()?;
+        acc = pred.iter().zip(&labels).filter(|(a, b)| a == b).count() as f64 / 8.0;
+        if acc == 1.0 {
+            break;
+        }
+    }
+    assert_eq!(
+        acc, 1.0,
+        "training accuracy on 8 fixed samples after 60 AdamW steps"
+    );
+    Ok(())
+}
+
+/// The joints SCD-Net's spatial mask should pick for these seeds, computed
+/// from hop distances instead of a matrix product: walks of length 2 with
+/// self-loops number `1 + degree` back to the seed, 2 to a neighbour, and
+/// the common neighbours (1 in a tree) to a joint 2 hops away.
+fn expected_spatial_mask(layout: &Layout, seeds: &[usize], count: usize) -> Vec<usize> {
+    let v = layout.num_joints();
+    let hop = graph::hop_distance(layout, 2);
+    let degree: Vec<usize> = (0..v)
+        .map(|j| (0..v).filter(|&k| hop[j * v + k] == 1).count())
+        .collect();
+    let mut weight = vec![0usize; v];
+    for &s in seeds {
+        for (j, w) in weight.iter_mut().enumerate() {
+            *w += match hop[s * v + j] {
+                0 => 1 + degree[s],
+                1 => 2,
+                2 => 1,
+                _ => 0,
+            };
+        }
+    }
+    // Largest weights; ties to the higher index.
+    let mut order: Vec<usize> = (0..v).collect();
+    order.sort_by_key(|&j| (std::cmp::Reverse(weight[j]), std::cmp::Reverse(j)));
+    let mut out = order[..count].to_vec();
+    out.sort_unstable();
+    out
+}
+
+#[test]
+fn spatial_mask_zeroes_exactly_the_chosen_joints() {
+    for layout in [
+        Layout::kinect20_ucla(),
+        Layout::kinect20_utd(),
+        Layout::ntu25(),
+    ] {
+        let v = layout.num_joints();
+        for seed in 0..20 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            // The seeds the mask will draw, from a copy of the RNG.
+            let mut copy = rng.clone();
+            let seeds: Vec<usize> = (0..5)
+                .map(|_| rand::Rng::random_range(&mut copy, 0..v))
+                .collect();
+            let chosen = masking::structure_guided_joints(layout, 5, 8, &mut rng);
+            assert_eq!(chosen.len(), 8);
+            assert_eq!(
+                chosen,
+                expected_spatial_mask(layout, &seeds, 8),
+                "{} seed {seed}",
+                layout.name()
+            );
+            // Zeroing touches those joints in every frame and person, nothing else.
+            let (t, m) = (6, 2);
+            let mut x = vec![1.0f32; t * m * v * 3];
+            masking::zero_joints(&mut x, v, &chosen);
+            for (i, a) in x.iter().enumerate() {
+                let j = (i / 3) % v;
+                assert_eq!(*a == 0.0, chosen.contains(&j), "value {i} (joint {j})");
+            }
+        }
+    }
+}
+
+#[test]
+fn tube_mask_zeroes_whole_tubes_at_the_ratio() {
+    for (frames, tube, ratio, tubes, masked) in [
+        (64, 4, 0.375, 16, 6),
+        (52, 4, 0.375, 13, 5),
+        (50, 4, 0.5, 13, 7),
+    ] {
+        for seed in 0..20 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let f = masking::tube_frames(frames, tube, ratio, &mut rng);
+            let hit: std::collections::BTreeSet<usize> = f.iter().map(|i| i / tube).collect();
+            assert_eq!(hit.len(), masked, "{masked} of {tubes} tubes");
+            assert!(hit.iter().all(|&k| k < tubes));
+            // Whole tubes: every frame of a hit tube, and only those.
+            let want: Vec<usize> = hit
+                .iter()
+                .flat_map(|&k| k * tube..((k + 1) * tube).min(frames))
+                .collect();
+            assert_eq!(f, want);
+            let stride = 20 * 3;
+            let mut x = vec![1.0f32; frames * stride];
+            masking::zero_frames(&mut x, stride, &f);
+            for (k, frame) in x.chunks_exact(stride).enumerate() {
+                let zero = frame.iter().all(|&a| a == 0.0);
+                let one = frame.iter().all(|&a| a == 1.0);
+                assert!(if f.contains(&k) { zero } else { one }, "frame {k}");
+            }
+        }
+    }
+}
+
+#[test]
+fn masks_are_deterministic_per_seed_and_off_by_default() {
+    let layout = Layout::kinect20_ucla();
+    let (t, v) = (52, 20);
+    let aug = AugmentConfig {
+        spatial_mask_p: 1.0,
+        temporal_mask_p: 1.0,
+        ..AugmentConfig::none()
+    };
+    let masked = |seed: u64| {
+        let mut x = vec![1.0f32; t * v * 3];
+        aug.apply_masks(&mut x, t, layout, &mut ChaCha8Rng::seed_from_u64(seed));
+        x
+    };
+    assert_eq!(masked(7), masked(7));
+    assert_ne!(masked(7), masked(8));
+    let x = masked(7);
+    let zero_frames = x
+        .chunks_exact(v * 3)
+        .filter(|f| f.iter().all(|&a| a == 0.0))
+        .count();
+    assert_eq!(zero_frames, 20, "5 of 13 tubes of 4 frames");
+    // Outside the masked frames, the same 8 joints are zero in every frame.
+    let joints: Vec<std::collections::BTreeSet<usize>> = x
+        .chunks_exact(v * 3)
+        .filter(|f| f.iter().any(|&a| a != 0.0))
+        .map(|f| {
+            (0..v)
+                .filter(|&j| f[j * 3..j * 3 + 3] == [0.0; 3])
+                .collect()
+        })
+        .collect();
+    assert!(joints.iter().all(|s| s.len() == 8 && *s == joints[0]));
+    // Off by default: nothing zeroed, no random draws.
+    let mut x = vec![1.0f32; t * v * 3];
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    AugmentConfig::default().apply_masks(&mut x, t, layout, &mut rng);
+    assert!(x.iter().all(|&a| a == 1.0));
+    assert_eq!(
+        rand::Rng::random::<u64>(&mut rng),
+        rand::Rng::random::<u64>(&mut ChaCha8Rng::seed_from_u64(7))
+    );
+}
+
+#[test]
+fn plots_are_png_files_of_the_shipped_run() -> anyhow::Result<()> {
+    let model = std::path::Path::new("models/ctrgcn-edge-nwucla");
+    let history = trainer::read_metrics(&model.join("metrics.csv"))?;
+    assert_eq!(history.len(), 20);
+    assert!(history[0].test_top1.is_nan(), "epoch 1 was not evaluated");
+    assert!((history[19].test_top1 - 0.82974).abs() < 1e-9);
+    let report = std::fs::read_to_string(model.join("evaluation.txt"))?;
+    let confusion = skelact::train::metrics::parse_confusion(&report).expect("confusion");
+    assert_eq!(confusion.len(), 10);
+    assert_eq!(confusion.iter().flatten().sum::<usize>(), 464);
+    let dir = tempfile::tempdir()?;
+    let card = ModelDir::open(model)?;
+    let curves = dir.path().join("curves.png");
+    let heat = dir.path().join("confusion.png");
+    skelact::train::plot::curves(&history, "curves", &curves)?;
+    skelact::train::plot::confusion(&confusion, &card.card().classes, "confusion", &heat)?;
+    for png in [curves, heat] {
+        let bytes = std::fs::read(&png)?;
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", png.display());
+        // IHDR: width and height, big-endian, after the signature and chunk header.
+        let w = u32::from_be_bytes(bytes[16..20].try_into()?);
+        let h = u32::from_be_bytes(bytes[20..24].try_into()?);
+        assert!(w >= 400 && h >= 300, "{}: {w}x{h}", png.display());
+    }
     Ok(())
 }

@@ -40,7 +40,8 @@ impl OneEuro {
     /// Checks the parameters are usable (positive cut-offs, beta >= 0).
     pub fn validate(&self) -> crate::Result<()> {
         let ok = |x: f32| x.is_finite() && x > 0.0;
-        if !ok(self.min_cutoff_hz) || !ok(self.d_cutoff_hz) || !(self.beta >= 0.0) {
+        let beta_ok = self.beta.is_finite() && self.beta >= 0.0;
+        if !ok(self.min_cutoff_hz) || !ok(self.d_cutoff_hz) || !beta_ok {
             return Err(crate::Error::config(
                 "smoothing",
                 format!("One-Euro needs positive cut-offs and beta >= 0, got {self:?}"),
@@ -105,13 +106,13 @@ impl OneEuroState {
             .zip(self.dx.iter_mut())
             .zip(pose.iter().zip(out.iter_mut()))
         {
-            for a in 0..3 {
-                let speed = (q[a] - x[a]) / dt;
-                dx[a] += ad * (speed - dx[a]);
-                let cutoff = p.min_cutoff_hz + p.beta * dx[a].abs();
-                x[a] += alpha(cutoff, dt) * (q[a] - x[a]);
-                o[a] = x[a];
+            for ((xa, da), qa) in x.iter_mut().zip(dx.iter_mut()).zip(q) {
+                let speed = (qa - *xa) / dt;
+                *da += ad * (speed - *da);
+                let cutoff = p.min_cutoff_hz + p.beta * da.abs();
+                *xa += alpha(cutoff, dt) * (qa - *xa);
             }
+            *o = *x;
         }
     }
 }

@@ -6,11 +6,14 @@
 //! rotation about x and y by a random integer angle in [-60, 60] degrees and
 //! a uniform scale in [0.5, 1.5], applied as `X · (Ry · Rx · S)`), SCD-Net's
 //! shear and left/right flip (Wu et al., AAAI 2024), and the random temporal
-//! crop-resize of CTR-GCN's NTU feeder.
+//! crop-resize of CTR-GCN's NTU feeder. SCD-Net's spatial and temporal masks
+//! ([`super::masking`]) act later, on the model-ready input
+//! ([`AugmentConfig::apply_masks`]).
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::masking;
 use crate::skeleton::Layout;
 
 /// A 3x3 matrix, row-major; points are row vectors: `p' = p · M`.
@@ -111,6 +114,42 @@ pub struct AugmentConfig {
     /// Probability of each of shear and flip being applied at all (SCD-Net
     /// uses 0.5 per augmentation); rotation and scale always apply.
     pub apply_p: f32,
+    /// Probability of SCD-Net's structure-guided spatial mask (SCD-Net:
+    /// 0.5); 0 disables.
+    #[serde(default)]
+    pub spatial_mask_p: f32,
+    /// Seed joints of the spatial mask (SCD-Net: 5).
+    #[serde(default = "default_spatial_mask_seeds")]
+    pub spatial_mask_seeds: usize,
+    /// Joints the spatial mask zeroes (SCD-Net: 8 of 25).
+    #[serde(default = "default_spatial_mask_joints")]
+    pub spatial_mask_joints: usize,
+    /// Probability of SCD-Net's tube temporal mask (SCD-Net: 0.5); 0
+    /// disables.
+    #[serde(default)]
+    pub temporal_mask_p: f32,
+    /// Frames per tube (SCD-Net: 4).
+    #[serde(default = "default_temporal_mask_tube")]
+    pub temporal_mask_tube: usize,
+    /// Share of the tubes zeroed (SCD-Net: 6 of 16 = 0.375).
+    #[serde(default = "default_temporal_mask_ratio")]
+    pub temporal_mask_ratio: f32,
+}
+
+fn default_spatial_mask_seeds() -> usize {
+    5
+}
+
+fn default_spatial_mask_joints() -> usize {
+    8
+}
+
+fn default_temporal_mask_tube() -> usize {
+    4
+}
+
+fn default_temporal_mask_ratio() -> f32 {
+    0.375
 }
 
 impl Default for AugmentConfig {
@@ -124,6 +163,7 @@ impl Default for AugmentConfig {
             shear: 0.0,
             flip_p: 0.0,
             apply_p: 0.5,
+            ..Self::none()
         }
     }
 }
@@ -138,6 +178,41 @@ impl AugmentConfig {
             shear: 0.0,
             flip_p: 0.0,
             apply_p: 0.0,
+            spatial_mask_p: 0.0,
+            spatial_mask_seeds: default_spatial_mask_seeds(),
+            spatial_mask_joints: default_spatial_mask_joints(),
+            temporal_mask_p: 0.0,
+            temporal_mask_tube: default_temporal_mask_tube(),
+            temporal_mask_ratio: default_temporal_mask_ratio(),
+        }
+    }
+
+    /// SCD-Net's masks on model-ready coordinates `x: (T, M, V, 3)` with
+    /// `V` the layout's joints: the structure-guided spatial mask with
+    /// probability `spatial_mask_p`, then the tube temporal mask with
+    /// probability `temporal_mask_p`. A disabled mask draws nothing from
+    /// `rng`, so runs without masks see the same random stream as before.
+    pub fn apply_masks<R: Rng + ?Sized>(
+        &self,
+        x: &mut [f32],
+        t: usize,
+        layout: &Layout,
+        rng: &mut R,
+    ) {
+        let v = layout.num_joints();
+        if self.spatial_mask_p > 0.0 && rng.random::<f32>() < self.spatial_mask_p {
+            let joints = masking::structure_guided_joints(
+                layout,
+                self.spatial_mask_seeds,
+                self.spatial_mask_joints,
+                rng,
+            );
+            masking::zero_joints(x, v, &joints);
+        }
+        if self.temporal_mask_p > 0.0 && rng.random::<f32>() < self.temporal_mask_p {
+            let frames =
+                masking::tube_frames(t, self.temporal_mask_tube, self.temporal_mask_ratio, rng);
+            masking::zero_frames(x, x.len() / t.max(1), &frames);
         }
     }
 

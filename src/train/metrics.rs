@@ -128,9 +128,42 @@ impl Evaluation {
     }
 }
 
+/// The confusion matrix of a report written by [`Evaluation::report`] (an
+/// `evaluation.txt`): the rows after the `confusion` header; `None` when the
+/// text has none or a row is not `index count count ...` with as many
+/// counts as rows.
+pub fn parse_confusion(report: &str) -> Option<Vec<Vec<usize>>> {
+    let mut lines = report.lines().skip_while(|l| !l.starts_with("confusion"));
+    lines.next()?;
+    let rows: Vec<Vec<usize>> = lines
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .map(|c| c.parse().ok())
+                .collect::<Option<Vec<usize>>>()
+        })
+        .collect::<Option<_>>()?;
+    let k = rows.len();
+    (k > 0 && rows.iter().all(|r| r.len() == k)).then_some(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_confusion_round_trips() {
+        let mut a = Accumulator::new(3);
+        a.add(&[0.1, 0.7, 0.2], 1);
+        a.add(&[0.5, 0.4, 0.1], 1);
+        a.add(&[0.1, 0.2, 0.7], 2);
+        let e = a.finish();
+        let classes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        assert_eq!(parse_confusion(&e.report(&classes)), Some(e.confusion));
+        assert_eq!(parse_confusion("samples 3"), None);
+    }
 
     #[test]
     fn top_k_and_confusion() {

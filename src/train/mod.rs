@@ -10,10 +10,13 @@
 //!
 //! - [`data`]: NW-UCLA cross-view and UTD-MHAD cross-subject splits.
 //! - [`augment`]: rotation, scale, shear, flip, temporal crop-resize.
-//! - [`optim`]: SGD with Nesterov momentum and selective weight decay;
-//!   warm-up with step or cosine decay.
+//! - [`masking`]: SCD-Net's structure-guided spatial and tube temporal
+//!   masks.
+//! - [`optim`]: SGD with Nesterov momentum and AdamW, with selective weight
+//!   decay; warm-up with step or cosine decay.
 //! - [`loss`]: label-smoothed cross-entropy.
 //! - [`metrics`]: top-1 / top-5, per-class accuracy, confusion matrix.
+//! - [`plot`]: PNG loss/accuracy curves and confusion heatmaps.
 //! - [`backend`]: the training weight source (pre-BN biases frozen).
 //! - [`trainer`]: the loop, checkpoints, metrics CSV, export.
 
@@ -21,8 +24,10 @@ pub mod augment;
 pub mod backend;
 pub mod data;
 pub mod loss;
+pub mod masking;
 pub mod metrics;
 pub mod optim;
+pub mod plot;
 pub mod trainer;
 
 pub use data::{Benchmark, Split};

@@ -1,18 +1,24 @@
-//! SGD with (Nesterov) momentum and per-parameter weight decay, and the
-//! learning-rate schedules of the CTR-GCN family (linear warm-up, then step
-//! or cosine decay).
+//! Optimizers — SGD with (Nesterov) momentum and AdamW, both with
+//! per-parameter weight decay — and the learning-rate schedules of the
+//! CTR-GCN family (linear warm-up, then step or cosine decay).
 //!
 //! candle-nn's `AdamW` decays every variable, batch-norm scale and shift
-//! included, and has no SGD with momentum; this optimizer follows PyTorch's
-//! `torch.optim.SGD` update exactly and lets the caller choose which
-//! parameters are decayed (by default not biases and BN parameters, which
-//! are the one-dimensional ones).
+//! included, and has no SGD with momentum. [`Sgd`] follows PyTorch's
+//! `torch.optim.SGD` update exactly; [`AdamW`] follows `torch.optim.AdamW`
+//! (Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR
+//! 2019: the decay shrinks the weights directly instead of entering the
+//! gradient, with bias-corrected moments). Both decay only the parameters
+//! marked [`Param::decay`] (by default not biases, BN parameters or
+//! CTR-GCN's scalar `alpha`, which are the parameters of rank below 2; see
+//! [`crate::train::trainer::params`]).
+
+use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// One trained parameter.
 #[derive(Debug)]
@@ -76,6 +82,230 @@ impl Sgd {
                 g
             };
             p.var.set(&(p.var.as_tensor() - (d * self.lr)?)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// `torch.optim.AdamW(betas, eps, weight_decay)` with decay limited to the
+/// parameters marked `decay`. One step `t` (1-based) on a parameter `p`
+/// with gradient `g`:
+///
+/// ```text
+/// p <- p - lr * weight_decay * p            (decayed parameters only)
+/// m <- beta1 * m + (1 - beta1) * g
+/// v <- beta2 * v + (1 - beta2) * g^2
+/// p <- p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+/// ```
+///
+/// As in PyTorch, the decay is scaled by the scheduled learning rate (the
+/// paper's schedule multiplier with the base rate folded in), and `eps` is
+/// added after the bias-corrected square root.
+#[derive(Debug)]
+pub struct AdamW {
+    /// The parameters, in a fixed (name) order; [`Param::momentum`] holds
+    /// the first moment `m`.
+    pub params: Vec<Param>,
+    /// Second moments `v`, by parameter name (created on the first step).
+    pub second: HashMap<String, Tensor>,
+    /// Learning rate of the next step.
+    pub lr: f64,
+    /// Decay rates of the first and second moments (0.9, 0.999).
+    pub betas: (f64, f64),
+    /// Added to the denominator (1e-8).
+    pub eps: f64,
+    /// Decoupled weight decay on decayed parameters.
+    pub weight_decay: f64,
+    /// Steps taken so far (the bias corrections' `t` is `steps + 1` at the
+    /// next step).
+    pub steps: u64,
+}
+
+impl AdamW {
+    /// An optimizer over `params` with PyTorch's defaults for `betas`
+    /// (0.9, 0.999) and `eps` (1e-8).
+    pub fn new(params: Vec<Param>, lr: f64, weight_decay: f64) -> Self {
+        Self {
+            params,
+            second: HashMap::new(),
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            steps: 0,
+        }
+    }
+
+    /// One step from `grads`, with every gradient scaled by `grad_scale`
+    /// first (gradient clipping). Parameters without a gradient are left
+    /// alone (their moments too), as PyTorch skips them.
+    pub fn step(&mut self, grads: &GradStore, grad_scale: f64) -> Result<()> {
+        self.steps += 1;
+        let t = self.steps as i32;
+        let (b1, b2) = self.betas;
+        let bias1 = 1.0 - b1.powi(t);
+        let bias2 = 1.0 - b2.powi(t);
+        for p in self.params.iter_mut() {
+            let Some(g) = grads.get(p.var.as_tensor()) else {
+                continue;
+            };
+            let g = if grad_scale != 1.0 {
+                (g * grad_scale)?
+            } else {
+                g.clone()
+            };
+            let mut w = p.var.as_tensor().clone();
+            if p.decay && self.weight_decay != 0.0 {
+                w = (&w * (1.0 - self.lr * self.weight_decay))?;
+            }
+            let m = match &p.momentum {
+                Some(m) => ((m * b1)? + (&g * (1.0 - b1))?)?,
+                None => (&g * (1.0 - b1))?,
+            };
+            let g2 = g.sqr()?;
+            let v = match self.second.get(&p.name) {
+                Some(v) => ((v * b2)? + (&g2 * (1.0 - b2))?)?,
+                None => (&g2 * (1.0 - b2))?,
+            };
+            let denom = ((&v / bias2)?.sqrt()? + self.eps)?;
+            let update = ((&m / bias1)? / denom)?;
+            p.var.set(&(w - (update * self.lr)?)?)?;
+            p.momentum = Some(m);
+            self.second.insert(p.name.clone(), v);
+        }
+        Ok(())
+    }
+}
+
+/// The optimizer a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// [`Sgd`] (CTR-GCN's recipe: Nesterov momentum 0.9).
+    #[default]
+    Sgd,
+    /// [`AdamW`].
+    Adamw,
+}
+
+impl OptimizerKind {
+    /// Parses `sgd` / `adamw`.
+    pub fn by_name(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "adamw" => Ok(OptimizerKind::Adamw),
+            other => Err(Error::config(
+                "optimizer",
+                format!("unknown optimizer `{other}` (sgd, adamw)"),
+            )),
+        }
+    }
+
+    /// The name [`OptimizerKind::by_name`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Adamw => "adamw",
+        }
+    }
+}
+
+/// Either optimizer behind one interface, for the trainer.
+#[derive(Debug)]
+pub enum Optimizer {
+    /// SGD with momentum.
+    Sgd(Sgd),
+    /// AdamW.
+    AdamW(AdamW),
+}
+
+/// Name of the step counter in [`Optimizer::state`].
+const STEPS_KEY: &str = "adamw.steps";
+
+impl Optimizer {
+    /// The parameters.
+    pub fn params(&self) -> &[Param] {
+        match self {
+            Optimizer::Sgd(o) => &o.params,
+            Optimizer::AdamW(o) => &o.params,
+        }
+    }
+
+    /// Sets the learning rate of the next step.
+    pub fn set_lr(&mut self, lr: f64) {
+        match self {
+            Optimizer::Sgd(o) => o.lr = lr,
+            Optimizer::AdamW(o) => o.lr = lr,
+        }
+    }
+
+    /// The learning rate of the next step.
+    pub fn lr(&self) -> f64 {
+        match self {
+            Optimizer::Sgd(o) => o.lr,
+            Optimizer::AdamW(o) => o.lr,
+        }
+    }
+
+    /// One step; see [`Sgd::step`] and [`AdamW::step`].
+    pub fn step(&mut self, grads: &GradStore, grad_scale: f64) -> Result<()> {
+        match self {
+            Optimizer::Sgd(o) => o.step(grads, grad_scale),
+            Optimizer::AdamW(o) => o.step(grads, grad_scale),
+        }
+    }
+
+    /// The optimizer's state as named tensors, for a checkpoint: SGD's
+    /// momentum buffers under the parameter names; AdamW's moments under
+    /// `exp_avg.NAME` and `exp_avg_sq.NAME`, and its step count.
+    pub fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        match self {
+            Optimizer::Sgd(o) => {
+                for p in &o.params {
+                    if let Some(m) = &p.momentum {
+                        out.insert(p.name.clone(), m.clone());
+                    }
+                }
+            }
+            Optimizer::AdamW(o) => {
+                for p in &o.params {
+                    if let Some(m) = &p.momentum {
+                        out.insert(format!("exp_avg.{}", p.name), m.clone());
+                    }
+                    if let Some(v) = o.second.get(&p.name) {
+                        out.insert(format!("exp_avg_sq.{}", p.name), v.clone());
+                    }
+                }
+                // f64 holds every step count a run reaches exactly.
+                out.insert(
+                    STEPS_KEY.to_string(),
+                    Tensor::new(&[o.steps as f64], &Device::Cpu)?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores what [`Optimizer::state`] saved.
+    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        match self {
+            Optimizer::Sgd(o) => {
+                for p in o.params.iter_mut() {
+                    p.momentum = state.get(&p.name).cloned();
+                }
+            }
+            Optimizer::AdamW(o) => {
+                for p in o.params.iter_mut() {
+                    p.momentum = state.get(&format!("exp_avg.{}", p.name)).cloned();
+                    if let Some(v) = state.get(&format!("exp_avg_sq.{}", p.name)) {
+                        o.second.insert(p.name.clone(), v.clone());
+                    }
+                }
+                if let Some(s) = state.get(STEPS_KEY) {
+                    o.steps = s.to_vec1::<f64>()?.first().copied().unwrap_or(0.0) as u64;
+                }
+            }
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The supervised trainer: data → [`crate::window::prepare`] (the serving
 //! path, with augmentations plugged in) → encoder → label-smoothed
-//! cross-entropy → SGD with Nesterov momentum, with warm-up and step or
-//! cosine decay, gradient clipping, checkpoints with resume, a metrics CSV,
+//! cross-entropy → SGD with Nesterov momentum (or AdamW), with warm-up and
+//! step or cosine decay, gradient clipping, checkpoints with resume, a metrics CSV,
 //! and export of the trained model as a model directory.
 //!
 //! The recipe defaults follow CTR-GCN's NW-UCLA configuration
@@ -30,7 +30,7 @@ use super::augment::{self, AugmentConfig};
 use super::data::{self, Benchmark, Split};
 use super::loss::cross_entropy_smoothed;
 use super::metrics::{Accumulator, Evaluation};
-use super::optim::{grad_norm, Decay, Param, Schedule, Sgd};
+use super::optim::{grad_norm, AdamW, Decay, Optimizer, OptimizerKind, Param, Schedule, Sgd};
 use crate::model::card::{
     Architecture, InputSpec, ModelCard, Normalization, Precision, Provenance, Sampling,
     SkeletonSpec, TemporalContract,
@@ -72,11 +72,21 @@ pub struct TrainConfig {
     pub warmup_epochs: usize,
     /// Decay after warm-up.
     pub decay: Decay,
-    /// Momentum.
+    /// Optimizer.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// Momentum (SGD).
     pub momentum: f64,
-    /// Nesterov momentum.
+    /// Nesterov momentum (SGD).
     pub nesterov: bool,
-    /// Weight decay (not applied to biases and BN parameters).
+    /// AdamW's moment decay rates.
+    #[serde(default = "default_betas")]
+    pub betas: (f64, f64),
+    /// AdamW's denominator epsilon.
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    /// Weight decay (not applied to biases and BN parameters): L2 for SGD,
+    /// decoupled for AdamW.
     pub weight_decay: f64,
     /// Label smoothing.
     pub label_smoothing: f64,
@@ -106,6 +116,14 @@ pub struct TrainConfig {
     pub command: String,
 }
 
+fn default_betas() -> (f64, f64) {
+    (0.9, 0.999)
+}
+
+fn default_eps() -> f64 {
+    1e-8
+}
+
 impl TrainConfig {
     /// CTR-GCN's NW-UCLA recipe for `epochs` epochs (step decay at 50 of
     /// 65 scaled to `epochs`).
@@ -126,8 +144,11 @@ impl TrainConfig {
                 at: vec![(epochs * 50).div_ceil(65)],
                 gamma: 0.1,
             },
+            optimizer: OptimizerKind::Sgd,
             momentum: 0.9,
             nesterov: true,
+            betas: default_betas(),
+            eps: default_eps(),
             weight_decay: 1e-4,
             label_smoothing: 0.0,
             clip_grad_norm: None,
@@ -140,6 +161,42 @@ impl TrainConfig {
             time_budget_s: None,
             name: "ctrgcn-edge-nwucla".into(),
             command: String::new(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The optimizer and its settings in words, for the card's notes.
+    pub fn optimizer_description(&self) -> String {
+        match self.optimizer {
+            OptimizerKind::Sgd => format!(
+                "SGD{} momentum {}, lr {}",
+                if self.nesterov { " Nesterov" } else { "" },
+                self.momentum,
+                self.lr
+            ),
+            OptimizerKind::Adamw => format!(
+                "AdamW betas ({}, {}), eps {:e}, lr {}",
+                self.betas.0, self.betas.1, self.eps, self.lr
+            ),
+        }
+    }
+
+    /// Builds the configured optimizer over `params`.
+    pub fn build_optimizer(&self, params: Vec<Param>) -> Optimizer {
+        match self.optimizer {
+            OptimizerKind::Sgd => Optimizer::Sgd(Sgd {
+                params,
+                lr: self.lr,
+                momentum: self.momentum,
+                nesterov: self.nesterov,
+                weight_decay: self.weight_decay,
+            }),
+            OptimizerKind::Adamw => Optimizer::AdamW(AdamW {
+                betas: self.betas,
+                eps: self.eps,
+                ..AdamW::new(params, self.lr, self.weight_decay)
+            }),
         }
     }
 }
@@ -212,7 +269,8 @@ pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
 }
 
 /// A training sample: the clip through the serving path, with augmentation
-/// and CTR-GCN's random sorted frame draw.
+/// and CTR-GCN's random sorted frame draw, then SCD-Net's masks on the
+/// model-ready coordinates when the config enables them.
 pub fn train_sample(
     clip: &Clip,
     card: &ModelCard,
@@ -222,14 +280,16 @@ pub fn train_sample(
     let layout = card.layout()?;
     let idx = augment::random_sorted_indices(clip.num_frames, card.temporal.frames, rng);
     let mut tf = |x: &mut [f32], _t: usize, _m: usize, _v: usize| aug.apply(x, layout, rng);
-    window::prepare(
+    let mut p = window::prepare(
         PoseSeq::from_clip(clip)?,
         card,
         PrepareOptions {
             frames: Some(&idx),
             transform: Some(&mut tf),
         },
-    )
+    )?;
+    aug.apply_masks(&mut p.joints, p.frames, layout, rng);
+    Ok(p)
 }
 
 /// Scores `clips` with `encoder` in inference mode, through the card's
@@ -299,6 +359,9 @@ fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f6
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TrainState {
     epochs_done: usize,
+    /// The optimizer of the run (absent in runs from before AdamW: SGD).
+    #[serde(default)]
+    optimizer: OptimizerKind,
     wall_s: f64,
     history: Vec<EpochRecord>,
 }
@@ -319,9 +382,13 @@ pub struct TrainOutcome {
 }
 
 const CHECKPOINT: &str = "checkpoint.safetensors";
+/// SGD's momentum buffers.
 const MOMENTUM: &str = "momentum.safetensors";
+/// AdamW's moments and step count.
+const ADAMW_STATE: &str = "adamw.safetensors";
 const STATE: &str = "state.json";
-const METRICS: &str = "metrics.csv";
+/// Per-epoch records, in the work directory and the model directory.
+pub const METRICS: &str = "metrics.csv";
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| Error::io(path, e))
@@ -361,6 +428,78 @@ pub fn weights_of(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
         .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
         .collect()
 }
+
+/// Reads a `metrics.csv` written by the trainer (`NaN` where an epoch was
+/// not evaluated).
+pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
+    let text = io(path, std::fs::read_to_string(path))?;
+    let bad = |line: usize, reason: String| Error::Format {
+        format: "metrics CSV",
+        path: path.to_path_buf(),
+        reason: format!("line {line}: {reason}"),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 9 {
+            return Err(bad(i + 1, format!("{} fields, expected 9", f.len())));
+        }
+        let num = |k: usize| -> Result<f64> {
+            f[k].trim()
+                .parse::<f64>()
+                .map_err(|e| bad(i + 1, format!("field {}: {e}", k + 1)))
+        };
+        out.push(EpochRecord {
+            epoch: f[0]
+                .trim()
+                .parse()
+                .map_err(|e| bad(i + 1, format!("epoch: {e}")))?,
+            lr: num(1)?,
+            train_loss: num(2)?,
+            train_top1: num(3)?,
+            test_loss: num(4)?,
+            test_top1: num(5)?,
+            test_top5: num(6)?,
+            train_s: num(7)?,
+            samples_per_s: num(8)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes `curves.png` (from `history`) and `confusion.png` (from
+/// `evaluation`) into `dir`, titled with the model's name.
+pub fn write_plots(
+    dir: &Path,
+    name: &str,
+    history: &[EpochRecord],
+    evaluation: &Evaluation,
+    classes: &[String],
+) -> Result<()> {
+    super::plot::curves(
+        history,
+        &format!("{name}: training curves"),
+        &dir.join(CURVES_PNG),
+    )?;
+    super::plot::confusion(
+        &evaluation.confusion,
+        classes,
+        &format!(
+            "{name}: top-1 {:.2} % on {} test clips",
+            evaluation.top1 * 100.0,
+            evaluation.samples
+        ),
+        &dir.join(CONFUSION_PNG),
+    )
+}
+
+/// The curves image in a model directory.
+pub const CURVES_PNG: &str = "curves.png";
+/// The confusion-matrix image in a model directory.
+pub const CONFUSION_PNG: &str = "confusion.png";
 
 fn write_metrics(path: &Path, history: &[EpochRecord]) -> Result<()> {
     let mut f = io(path, std::fs::File::create(path))?;
@@ -422,13 +561,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
     let encoder = build_encoder(&card.architecture, vb)?;
     let frozen = backend.frozen()?;
     log::debug!("{} pre-BN biases held at zero", frozen.len());
-    let mut sgd = Sgd {
-        params: params(&varmap)?,
-        lr: cfg.lr,
-        momentum: cfg.momentum,
-        nesterov: cfg.nesterov,
-        weight_decay: cfg.weight_decay,
-    };
+    let mut opt = cfg.build_optimizer(params(&varmap)?);
     let mut schedule = Schedule {
         base_lr: cfg.lr,
         warmup_epochs: cfg.warmup_epochs,
@@ -437,10 +570,14 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
     };
     io(&cfg.work_dir, std::fs::create_dir_all(&cfg.work_dir))?;
     let ckpt = cfg.work_dir.join(CHECKPOINT);
-    let mom = cfg.work_dir.join(MOMENTUM);
+    let mom = cfg.work_dir.join(match cfg.optimizer {
+        OptimizerKind::Sgd => MOMENTUM,
+        OptimizerKind::Adamw => ADAMW_STATE,
+    });
     let state_path = cfg.work_dir.join(STATE);
     let mut state = TrainState {
         epochs_done: 0,
+        optimizer: cfg.optimizer,
         wall_s: 0.0,
         history: Vec::new(),
     };
@@ -449,11 +586,19 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         let text = io(&state_path, std::fs::read_to_string(&state_path))?;
         state =
             serde_json::from_str(&text).map_err(|e| Error::config("state.json", e.to_string()))?;
+        if state.optimizer != cfg.optimizer {
+            return Err(Error::config(
+                "optimizer",
+                format!(
+                    "{} holds a run with {}; this run asks for {} (use another --work-dir)",
+                    cfg.work_dir.display(),
+                    state.optimizer.name(),
+                    cfg.optimizer.name()
+                ),
+            ));
+        }
         if mom.exists() {
-            let m = candle_core::safetensors::load(&mom, device)?;
-            for p in sgd.params.iter_mut() {
-                p.momentum = m.get(&p.name).cloned();
-            }
+            opt.load_state(&candle_core::safetensors::load(&mom, device)?)?;
         }
         log::info!(
             "resumed from {} after epoch {}",
@@ -485,7 +630,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         let mut correct = 0usize;
         for (step, batch) in order.chunks(cfg.batch_size).enumerate() {
             let e = epoch as f64 + step as f64 / steps_per_epoch as f64;
-            sgd.lr = schedule.lr(e);
+            opt.set_lr(schedule.lr(e));
             let prepared = batch
                 .iter()
                 .map(|&i| train_sample(&split.train[i], &card, &cfg.augment, &mut rng))
@@ -502,7 +647,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             let t2 = Instant::now();
             let scale = match cfg.clip_grad_norm {
                 Some(max) => {
-                    let n = grad_norm(&sgd.params, &grads)?;
+                    let n = grad_norm(opt.params(), &grads)?;
                     if n > max {
                         max / (n + 1e-6)
                     } else {
@@ -511,7 +656,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
                 }
                 None => 1.0,
             };
-            sgd.step(&grads, scale)?;
+            opt.step(&grads, scale)?;
             log::debug!(
                 "step {step}: forward {:.0} ms, backward {:.0} ms, update {:.0} ms",
                 (t1 - t0).as_secs_f64() * 1e3,
@@ -542,7 +687,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         };
         let rec = EpochRecord {
             epoch: epoch + 1,
-            lr: sgd.lr,
+            lr: opt.lr(),
             train_loss: loss_sum / per_epoch as f64,
             train_top1: correct as f64 / per_epoch as f64,
             test_loss: eval.as_ref().and_then(|e| e.loss).unwrap_or(f64::NAN),
@@ -565,13 +710,9 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         state.history.push(rec);
         state.epochs_done = epoch + 1;
         state.wall_s += started.elapsed().as_secs_f64();
-        // checkpoint: weights (with BN running statistics), momentum, state
+        // checkpoint: weights (with BN running statistics), optimizer, state
         varmap.save(&ckpt)?;
-        let m: HashMap<String, Tensor> = sgd
-            .params
-            .iter()
-            .filter_map(|p| p.momentum.clone().map(|t| (p.name.clone(), t)))
-            .collect();
+        let m = opt.state()?;
         if !m.is_empty() {
             candle_core::safetensors::save(&m, &mom)?;
         }
@@ -638,8 +779,8 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         .into_iter()
         .collect(),
         notes: format!(
-            "skelact train: {} epochs x {} repeats of {} training clips, batch {}, SGD Nesterov \
-             lr {} ({} warm-up epochs, {:?}), weight decay {} (not on biases/BN), label smoothing {}, \
+            "skelact train: {} epochs x {} repeats of {} training clips, batch {}, {} \
+             ({} warm-up epochs, {:?}), weight decay {} ({}, not on biases/BN), label smoothing {}, \
              augmentation {:?}, frames drawn sorted at random in training and evenly in test; \
              {:.0} s wall time on CPU. Metrics are of the final epoch's weights rounded to f16 \
              (no checkpoint selection on the test split; best test top-1 during training was \
@@ -648,10 +789,14 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             cfg.repeat,
             split.train.len(),
             cfg.batch_size,
-            cfg.lr,
+            cfg.optimizer_description(),
             cfg.warmup_epochs,
             schedule.decay,
             cfg.weight_decay,
+            match cfg.optimizer {
+                OptimizerKind::Sgd => "L2",
+                OptimizerKind::Adamw => "decoupled",
+            },
             cfg.label_smoothing,
             cfg.augment,
             state.wall_s,
@@ -670,6 +815,10 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         )?;
         let csv = out.join(METRICS);
         write_metrics(&csv, &state.history)?;
+        // The model is written; a failed plot is reported, not fatal.
+        if let Err(e) = write_plots(out, &card.name, &state.history, &evaluation, &card.classes) {
+            log::warn!("plots for {}: {e}", out.display());
+        }
     }
     Ok(TrainOutcome {
         card,

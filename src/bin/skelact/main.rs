@@ -54,7 +54,7 @@ enum Command {
     /// Train a model on a public data set and export it as a model
     /// directory (feature `train`).
     #[cfg(feature = "train")]
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Evaluate a model directory on its data set's test split (feature
     /// `train`).
     #[cfg(feature = "train")]
@@ -70,6 +70,20 @@ enum Command {
         /// Load only this many clip files.
         #[arg(long)]
         limit: Option<usize>,
+        /// Write no confusion.png into the model directory.
+        #[arg(long)]
+        no_plot: bool,
+    },
+    /// Draw curves.png (from metrics.csv) and confusion.png (from
+    /// evaluation.txt, with the card's class names) for a model or run
+    /// directory (feature `train`).
+    #[cfg(feature = "train")]
+    Plot {
+        /// A model directory or a training work directory.
+        dir: PathBuf,
+        /// Where to write the images (default: the directory itself).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Quantize a model directory (f16, bf16, or int8 weights) and report
     /// size, weight error, speed, and — with feature `train` — accuracy on
@@ -151,13 +165,16 @@ fn main() -> Result<()> {
             what: BenchCommand::Model(a),
         } => bench_model::bench_model(&a).context("bench model"),
         #[cfg(feature = "train")]
-        Command::Train(a) => train::train(a).context("train"),
+        Command::Train(a) => train::train(*a).context("train"),
         #[cfg(feature = "train")]
         Command::Eval {
             model,
             dataset,
             data,
             limit,
-        } => train::eval(&model, dataset, data, limit).context("eval"),
+            no_plot,
+        } => train::eval(&model, dataset, data, limit, !no_plot).context("eval"),
+        #[cfg(feature = "train")]
+        Command::Plot { dir, out } => train::plot(&dir, out.as_deref()).context("plot"),
     }
 }

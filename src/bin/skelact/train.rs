@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use skelact::model::ModelDir;
-use skelact::train::optim::Decay;
-use skelact::train::{self, data, Benchmark, TrainConfig};
+use skelact::train::optim::{Decay, OptimizerKind};
+use skelact::train::{self, data, metrics, plot, trainer, Benchmark, TrainConfig};
 
 /// Options of `skelact train`.
 #[derive(clap::Args, Debug)]
@@ -46,9 +46,18 @@ pub struct TrainArgs {
     /// Cosine decay to this learning rate instead of steps.
     #[arg(long)]
     pub cosine: Option<f64>,
-    /// Weight decay (not on biases / BN).
+    /// Weight decay (not on biases / BN): L2 for sgd, decoupled for adamw.
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
+    /// Optimizer: sgd (Nesterov momentum 0.9) or adamw.
+    #[arg(long, default_value = "sgd")]
+    pub optimizer: String,
+    /// AdamW's moment decay rates beta1,beta2.
+    #[arg(long, default_value = "0.9,0.999")]
+    pub betas: String,
+    /// AdamW's denominator epsilon.
+    #[arg(long, default_value_t = 1e-8)]
+    pub eps: f64,
     /// Label smoothing.
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f64,
@@ -61,6 +70,21 @@ pub struct TrainArgs {
     /// Largest shear coefficient (applied with probability 0.5).
     #[arg(long, default_value_t = 0.0)]
     pub shear: f32,
+    /// Probability of SCD-Net's structure-guided spatial mask (SCD-Net: 0.5;
+    /// default off).
+    #[arg(long, default_value_t = 0.0)]
+    pub spatial_mask: f32,
+    /// Spatial mask: seed joints, then joints zeroed (SCD-Net: 5,8).
+    #[arg(long, default_value = "5,8")]
+    pub spatial_mask_size: String,
+    /// Probability of SCD-Net's tube temporal mask (SCD-Net: 0.5; default
+    /// off).
+    #[arg(long, default_value_t = 0.0)]
+    pub temporal_mask: f32,
+    /// Temporal mask: frames per tube, then share of tubes zeroed
+    /// (SCD-Net: 4,0.375 — 6 of 16 tubes).
+    #[arg(long, default_value = "4,0.375")]
+    pub temporal_mask_size: String,
     /// Frames per sample.
     #[arg(long, default_value_t = 52)]
     pub frames: usize,
@@ -107,6 +131,30 @@ fn parse_blocks(s: &str) -> Result<Vec<(usize, usize)>> {
         .with_context(|| format!("--blocks `{s}`: expected e.g. 24,24,48/2,48,96/2,96"))
 }
 
+fn parse_pair<A: std::str::FromStr, B: std::str::FromStr>(
+    s: &str,
+    flag: &str,
+    example: &str,
+) -> Result<(A, B)> {
+    match s.split_once(',') {
+        Some((a, b)) => match (a.trim().parse(), b.trim().parse()) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            _ => bail!("{flag} `{s}`: expected two numbers, e.g. {example}"),
+        },
+        None => bail!("{flag} `{s}`: expected two numbers, e.g. {example}"),
+    }
+}
+
+fn parse_betas(s: &str) -> Result<(f64, f64)> {
+    let parsed = s
+        .split_once(',')
+        .map(|(a, b)| Ok::<_, std::num::ParseFloatError>((a.trim().parse()?, b.trim().parse()?)));
+    match parsed {
+        Some(Ok((b1, b2))) if (0.0..1.0).contains(&b1) && (0.0..1.0).contains(&b2) => Ok((b1, b2)),
+        _ => bail!("--betas `{s}`: expected two numbers in [0, 1), e.g. 0.9,0.999"),
+    }
+}
+
 pub fn train(a: TrainArgs) -> Result<()> {
     let bench = Benchmark::by_name(&a.dataset)?;
     let mut cfg = TrainConfig::nwucla(data_root(a.data), a.work_dir, a.epochs);
@@ -131,10 +179,23 @@ pub fn train(a: TrainArgs) -> Result<()> {
         cfg.decay = Decay::Cosine { min_lr };
     }
     cfg.weight_decay = a.weight_decay;
+    cfg.optimizer = OptimizerKind::by_name(&a.optimizer)?;
+    cfg.betas = parse_betas(&a.betas)?;
+    cfg.eps = a.eps;
     cfg.label_smoothing = a.label_smoothing;
     cfg.clip_grad_norm = a.clip_grad;
     cfg.augment.flip_p = a.flip;
     cfg.augment.shear = a.shear;
+    cfg.augment.spatial_mask_p = a.spatial_mask;
+    (
+        cfg.augment.spatial_mask_seeds,
+        cfg.augment.spatial_mask_joints,
+    ) = parse_pair(&a.spatial_mask_size, "--spatial-mask-size", "5,8")?;
+    cfg.augment.temporal_mask_p = a.temporal_mask;
+    (
+        cfg.augment.temporal_mask_tube,
+        cfg.augment.temporal_mask_ratio,
+    ) = parse_pair(&a.temporal_mask_size, "--temporal-mask-size", "4,0.375")?;
     cfg.frames = a.frames;
     cfg.seed = a.seed;
     cfg.limit = a.limit;
@@ -166,6 +227,7 @@ pub fn eval(
     dataset: Option<String>,
     data: Option<PathBuf>,
     limit: Option<usize>,
+    write_plot: bool,
 ) -> Result<()> {
     let dir = ModelDir::open(model)?;
     let card = dir.card();
@@ -195,5 +257,74 @@ pub fn eval(
         started.elapsed().as_secs_f64(),
         split.test.len() as f64 / started.elapsed().as_secs_f64()
     );
+    if write_plot {
+        let png = model.join(trainer::CONFUSION_PNG);
+        let title = format!(
+            "{}: top-1 {:.2} % on {} test clips",
+            card.name,
+            e.top1 * 100.0,
+            e.samples
+        );
+        plot::confusion(&e.confusion, &card.classes, &title, &png)?;
+        println!("wrote {}", png.display());
+    }
+    Ok(())
+}
+
+/// `skelact plot DIR`: curves from `DIR/metrics.csv`, the confusion matrix
+/// from `DIR/evaluation.txt` (class names from `DIR/model.toml` when there
+/// is one).
+pub fn plot(dir: &Path, out: Option<&Path>) -> Result<()> {
+    let out = out.unwrap_or(dir);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let card = if dir.join("model.toml").exists() {
+        Some(ModelDir::open(dir)?)
+    } else {
+        None
+    };
+    let name = card.as_ref().map_or_else(
+        || {
+            dir.file_name()
+                .map_or("run".into(), |n| n.to_string_lossy().into_owned())
+        },
+        |c| c.card().name.clone(),
+    );
+    let mut wrote = 0;
+    let csv = dir.join(trainer::METRICS);
+    if csv.exists() {
+        let history = trainer::read_metrics(&csv)?;
+        let png = out.join(trainer::CURVES_PNG);
+        plot::curves(&history, &format!("{name}: training curves"), &png)?;
+        println!("wrote {} ({} epochs)", png.display(), history.len());
+        wrote += 1;
+    }
+    let report = dir.join("evaluation.txt");
+    if report.exists() {
+        let text = std::fs::read_to_string(&report)
+            .with_context(|| format!("reading {}", report.display()))?;
+        let confusion = metrics::parse_confusion(&text)
+            .with_context(|| format!("no confusion matrix in {}", report.display()))?;
+        let k = confusion.len();
+        let classes: Vec<String> = match &card {
+            Some(c) if c.card().classes.len() == k => c.card().classes.clone(),
+            _ => (0..k).map(|i| format!("class {i}")).collect(),
+        };
+        let samples: usize = confusion.iter().flatten().sum();
+        let correct: usize = (0..k).map(|i| confusion[i][i]).sum();
+        let title = format!(
+            "{name}: top-1 {:.2} % on {samples} test clips",
+            correct as f64 / samples.max(1) as f64 * 100.0
+        );
+        let png = out.join(trainer::CONFUSION_PNG);
+        plot::confusion(&confusion, &classes, &title, &png)?;
+        println!("wrote {}", png.display());
+        wrote += 1;
+    }
+    if wrote == 0 {
+        bail!(
+            "{} has neither metrics.csv nor evaluation.txt",
+            dir.display()
+        );
+    }
     Ok(())
 }
