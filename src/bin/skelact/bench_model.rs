@@ -59,6 +59,14 @@ pub struct BenchModelArgs {
     /// Also print where the CPU plan's time goes at batch 1, per stage.
     #[arg(long)]
     pub profile: bool,
+    /// Also time a training step (forward, cross-entropy, backward, SGD
+    /// with Nesterov momentum) at this batch size on both sides (feature
+    /// `train`; 0 skips it).
+    #[arg(long, default_value_t = 0)]
+    pub train_batch: usize,
+    /// Training steps timed per side.
+    #[arg(long, default_value_t = 4)]
+    pub train_iters: usize,
 }
 
 #[derive(Debug, Serialize, Default, Clone)]
@@ -88,6 +96,83 @@ struct BenchReport {
     /// max |skelact − torch| / max |torch| on the batch-1 logits, f32.
     logits_rel_err_f32: Option<f64>,
     rows: Vec<Row>,
+    /// Training step (f32), if asked for.
+    train: Option<TrainRow>,
+}
+
+#[derive(Debug, Serialize, Clone)]
+struct TrainRow {
+    batch: usize,
+    torch_ms: Option<f64>,
+    skelact_ms: f64,
+    /// skelact / torch.
+    ratio: Option<f64>,
+    torch_samples_per_s: Option<f64>,
+    skelact_samples_per_s: f64,
+}
+
+/// Milliseconds per training step of the candle model (the trainer's own
+/// pieces: backend, loss, optimizer), `iters` steps after one warm-up.
+#[cfg(feature = "train")]
+fn rust_train_steps(
+    cfg: &Config,
+    weights: &HashMap<String, Tensor>,
+    batch: usize,
+    frames: usize,
+    iters: usize,
+) -> Result<Vec<f64>> {
+    use skelact::model::card::Architecture;
+    use skelact::train::{loss, trainer, TrainConfig};
+    let dev = Device::Cpu;
+    let arch = Architecture::Ctrgcn(cfg.clone());
+    let varmap = VarMap::new();
+    let (vb, _backend) = skelact::train::backend::var_builder(&varmap, &arch, &dev);
+    let model = skelact::model::directory::build_encoder(&arch, vb)?;
+    for (name, var) in varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("weight map poisoned"))?
+        .iter()
+    {
+        if let Some(w) = weights.get(name) {
+            var.set(&w.to_dtype(DType::F32)?)?;
+        }
+    }
+    let tc = TrainConfig::nwucla(PathBuf::new(), PathBuf::new(), 1);
+    let mut opt = tc.build_optimizer(trainer::params(&varmap)?);
+    opt.set_lr(0.01);
+    let x = Tensor::randn(
+        0f32,
+        1.0,
+        (
+            batch,
+            cfg.in_channels,
+            frames,
+            cfg.num_point,
+            cfg.num_person,
+        ),
+        &dev,
+    )?;
+    let labels: Vec<u32> = (0..batch).map(|i| (i % cfg.num_class) as u32).collect();
+    let y = Tensor::from_vec(labels, batch, &dev)?;
+    time_ms(iters, || {
+        let logits = model.forward_t(&x, true)?;
+        let l = loss::cross_entropy_smoothed(&logits, &y, 0.0)?;
+        let grads = l.backward()?;
+        opt.step(&grads, 1.0)?;
+        Ok(())
+    })
+}
+
+#[cfg(not(feature = "train"))]
+fn rust_train_steps(
+    _: &Config,
+    _: &HashMap<String, Tensor>,
+    _: usize,
+    _: usize,
+    _: usize,
+) -> Result<Vec<f64>> {
+    bail!("--train-batch needs a build with --features train")
 }
 
 fn parse_list(s: &str) -> Result<Vec<usize>> {
@@ -250,6 +335,8 @@ fn run_reference(a: &BenchModelArgs, dir: &Path) -> Result<serde_json::Value> {
             &a.iters,
         ])
         .args(["--out".as_ref(), out.as_os_str()])
+        .args(["--train-batch", &a.train_batch.to_string()])
+        .args(["--train-iters", &a.train_iters.to_string()])
         .status()
         .with_context(|| format!("run {} {}", a.python, script.display()))?;
     if !status.success() {
@@ -339,6 +426,17 @@ pub fn bench_model(a: &BenchModelArgs) -> Result<()> {
 
     let mut times = HashMap::new();
     rust_pass(&variants, &inputs, &batches, &iters, &mut times)?;
+    let mut train_ms = Vec::new();
+    if a.train_batch > 0 {
+        let half = a.train_iters.div_ceil(2);
+        train_ms.extend(rust_train_steps(
+            &cfg,
+            &weights,
+            a.train_batch,
+            a.frames,
+            half,
+        )?);
+    }
     let torch = if a.no_reference {
         None
     } else {
@@ -346,6 +444,16 @@ pub fn bench_model(a: &BenchModelArgs) -> Result<()> {
         Some(run_reference(a, &dir)?)
     };
     rust_pass(&variants, &inputs, &batches, &iters, &mut times)?;
+    if a.train_batch > 0 {
+        let half = a.train_iters.div_ceil(2);
+        train_ms.extend(rust_train_steps(
+            &cfg,
+            &weights,
+            a.train_batch,
+            a.frames,
+            half,
+        )?);
+    }
 
     // Logits agreement on the batch-1 window, f32.
     let mut rel_err = None;
@@ -401,6 +509,21 @@ pub fn bench_model(a: &BenchModelArgs) -> Result<()> {
             rows.push(row);
         }
     }
+    let train = (a.train_batch > 0).then(|| {
+        let sk = median(train_ms.clone());
+        let torch_ms = torch
+            .as_ref()
+            .and_then(|t| t["train"]["median_ms"].as_f64());
+        let per_s = |ms: f64| a.train_batch as f64 / (ms / 1e3);
+        TrainRow {
+            batch: a.train_batch,
+            torch_ms,
+            skelact_ms: sk,
+            ratio: torch_ms.map(|t| sk / t),
+            torch_samples_per_s: torch_ms.map(per_s),
+            skelact_samples_per_s: per_s(sk),
+        }
+    });
     let report = BenchReport {
         model: a.model.clone(),
         frames: a.frames,
@@ -413,6 +536,7 @@ pub fn bench_model(a: &BenchModelArgs) -> Result<()> {
             .and_then(|t| t["torch"].as_str().map(str::to_string)),
         logits_rel_err_f32: rel_err,
         rows,
+        train,
     };
     print_report(&report);
     if a.profile {
@@ -466,6 +590,17 @@ fn print_report(r: &BenchReport) {
                 .as_ref()
                 .map(|n| format!("  (torch: {n})"))
                 .unwrap_or_default()
+        );
+    }
+    if let Some(t) = &r.train {
+        println!(
+            "training step, batch {}, f32: torch {} ms ({} samples/s), skelact {:.0} ms ({:.1} samples/s), ×torch {}",
+            t.batch,
+            opt(t.torch_ms, 0),
+            opt(t.torch_samples_per_s, 1),
+            t.skelact_ms,
+            t.skelact_samples_per_s,
+            opt(t.ratio, 2)
         );
     }
     if let Some(e) = r.logits_rel_err_f32 {
