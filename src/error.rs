@@ -123,6 +123,17 @@ pub enum Error {
         /// What is wrong, with the byte offset or line where known.
         reason: String,
     },
+
+    /// A tokenizer file did not load, or a text did not tokenize (GAP's
+    /// sentence encoder, feature `train`).
+    #[error("tokenizer {path}: {source}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What the tokenizer library said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {

@@ -16,14 +16,17 @@
 //! - [`metrics`]: top-1 / top-5, per-class accuracy, confusion matrix.
 //! - [`backend`]: the training weight source (pre-BN biases frozen).
 //! - [`trainer`]: the loop, checkpoints, metrics CSV, export.
+//! - [`gap`]: GAP's text descriptions, sentence encoder, part head and
+//!   multi-part contrastive loss (`Method::Gap`).
 
 pub mod augment;
 pub mod backend;
 pub mod data;
+pub mod gap;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod trainer;
 
 pub use data::{Benchmark, Split};
-pub use trainer::{evaluate, train, train_on, TrainConfig, TrainOutcome};
+pub use trainer::{evaluate, train, train_on, Method, TrainConfig, TrainOutcome};

