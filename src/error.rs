@@ -133,6 +133,17 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+
+    /// A tokenizer file did not load, or a text did not tokenize (GAP's
+    /// sentence encoder, feature `train`).
+    #[error("tokenizer {path}: {source}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What the tokenizer library said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {

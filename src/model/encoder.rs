@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 
 use super::Trace;
-use crate::Result;
+use crate::{Error, Result};
 
 /// An action recognition network: skeleton windows in, class logits out.
 ///
@@ -17,6 +17,18 @@ pub trait Encoder: Send + Sync {
     /// Forward pass without a trace.
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.forward_traced(x, train, &mut Trace::off())
+    }
+
+    /// Class logits `(N, K)` and the last block's feature map
+    /// `(N*M, C_last, T', V)` from one forward pass, for objectives that
+    /// pool body parts (GAP). Encoders that do not expose their feature
+    /// map answer [`Error::Config`].
+    fn forward_with_features(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let _ = (x, train);
+        Err(Error::config(
+            "method",
+            "this encoder does not expose its last feature map",
+        ))
     }
 
     /// The same network with every inference batch norm folded into the

