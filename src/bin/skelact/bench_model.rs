@@ -232,7 +232,13 @@ fn model_weights(a: &BenchModelArgs) -> Result<(Config, HashMap<String, Tensor>)
         let x = Tensor::randn(
             0f32,
             1.0,
-            (4, cfg.in_channels, a.frames.min(32), cfg.num_point, cfg.num_person),
+            (
+                4,
+                cfg.in_channels,
+                a.frames.min(32),
+                cfg.num_point,
+                cfg.num_person,
+            ),
             &dev,
         )?;
         for _ in 0..12 {
