@@ -70,7 +70,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde::Serialize;
 
@@ -597,6 +597,24 @@ impl Runtime {
         let model_layout = card.layout()?;
         let max_people = tracker_cfg.max_people;
         let (t, v) = (tracker_cfg.window, model_layout.num_joints());
+        // One forward pass at the largest batch before the first frame, so
+        // that lazy set-up (thread pools, scratch buffers, kernels) is not
+        // paid by the first person's first window.
+        {
+            let x = Tensor::zeros(
+                (
+                    board.batch.max(1),
+                    card.input.channels(),
+                    card.temporal.frames,
+                    v,
+                    card.input.persons,
+                ),
+                DType::F32,
+                &device,
+            )?
+            .to_dtype(dtype)?;
+            model.logits(&x)?;
+        }
 
         let (frame_tx, frame_rx) = bounded::<FrameMsg>(queue);
         let (win_tx, win_rx) = bounded::<WindowMsg>(queue);
