@@ -289,6 +289,20 @@ impl ModelDir {
         self.path.join(WEIGHTS_FILE)
     }
 
+    /// The weights (int8 dequantized), checked against the card, and the
+    /// number of trained parameters among them.
+    fn read_checked_weights(&self, device: &Device) -> Result<(HashMap<String, Tensor>, usize)> {
+        let path = self.weights_path();
+        let weights = read_safetensors(&path, device)?;
+        check_weights(&weights, &expected_tensors(&self.card.architecture)?, &path)?;
+        let num_params = weights
+            .iter()
+            .filter(|(k, _)| !is_buffer(k))
+            .map(|(_, t)| t.elem_count())
+            .sum();
+        Ok((weights, num_params))
+    }
+
     /// Loads the model for inference only: on the CPU, a CTR-GCN runs as
     /// its folded CPU plan ([`ctrgcn::CpuCtrGcn`], several times faster than
     /// the candle graph at batch 1); anything else loads as [`Self::load`]
@@ -301,14 +315,7 @@ impl ModelDir {
         if !device.is_cpu() {
             return self.load(device, dtype);
         }
-        let path = self.weights_path();
-        let weights = read_safetensors(&path, device)?;
-        check_weights(&weights, &expected_tensors(&self.card.architecture)?, &path)?;
-        let num_params = weights
-            .iter()
-            .filter(|(k, _)| !is_buffer(k))
-            .map(|(_, t)| t.elem_count())
-            .sum();
+        let (weights, num_params) = self.read_checked_weights(device)?;
         Ok(LoadedModel {
             card: self.card.clone(),
             encoder: Box::new(ctrgcn::CpuCtrGcn::new(cfg, &weights)?),
@@ -322,14 +329,7 @@ impl ModelDir {
     /// encoder see the usual names and shapes. Batch norms are not folded
     /// here (see [`Encoder::fold_batch_norm`]; the runtime folds them).
     pub fn load(&self, device: &Device, dtype: Option<DType>) -> Result<LoadedModel> {
-        let path = self.weights_path();
-        let weights = read_safetensors(&path, device)?;
-        check_weights(&weights, &expected_tensors(&self.card.architecture)?, &path)?;
-        let num_params = weights
-            .iter()
-            .filter(|(k, _)| !is_buffer(k))
-            .map(|(_, t)| t.elem_count())
-            .sum();
+        let (weights, num_params) = self.read_checked_weights(device)?;
         let dtype = dtype.unwrap_or(self.card.precision.dtype());
         let vb = VarBuilder::from_tensors(weights, dtype, device);
         let encoder = build_encoder(&self.card.architecture, vb)?;

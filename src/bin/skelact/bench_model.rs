@@ -447,35 +447,30 @@ pub fn bench_model(a: &BenchModelArgs) -> Result<()> {
     );
 
     let mut times = HashMap::new();
-    rust_pass(&variants, &inputs, &batches, &iters, &mut times)?;
     let mut train_ms = Vec::new();
-    if a.train_batch > 0 {
-        let half = a.train_iters.div_ceil(2);
-        train_ms.extend(rust_train_steps(
-            &cfg,
-            &weights,
-            a.train_batch,
-            a.frames,
-            half,
-        )?);
-    }
+    // Rust before and after PyTorch, half of the iterations each time.
+    let rust_round = |times: &mut HashMap<_, _>, train_ms: &mut Vec<f64>| -> Result<()> {
+        rust_pass(&variants, &inputs, &batches, &iters, times)?;
+        if a.train_batch > 0 {
+            let half = a.train_iters.div_ceil(2);
+            train_ms.extend(rust_train_steps(
+                &cfg,
+                &weights,
+                a.train_batch,
+                a.frames,
+                half,
+            )?);
+        }
+        Ok(())
+    };
+    rust_round(&mut times, &mut train_ms)?;
     let torch = if a.no_reference {
         None
     } else {
         eprintln!("bench model: PyTorch eager ...");
         Some(run_reference(a, &dir)?)
     };
-    rust_pass(&variants, &inputs, &batches, &iters, &mut times)?;
-    if a.train_batch > 0 {
-        let half = a.train_iters.div_ceil(2);
-        train_ms.extend(rust_train_steps(
-            &cfg,
-            &weights,
-            a.train_batch,
-            a.frames,
-            half,
-        )?);
-    }
+    rust_round(&mut times, &mut train_ms)?;
 
     // Logits agreement on the batch-1 window, f32.
     let mut rel_err = None;
