@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarBuilder;
 use skelact::model::card::{ModelCard, CARD_FILE, WEIGHTS_FILE};
 use skelact::model::directory::{build_encoder, read_safetensors, write_safetensors};
 use skelact::model::{builtin, ModelDir};
@@ -15,17 +13,6 @@ use skelact::Error;
 
 fn edge_card() -> ModelCard {
     builtin::card("ctrgcn-edge").expect("known").expect("valid")
-}
-
-/// Fresh weights for a card, as a name -> tensor map.
-fn fresh_weights(card: &ModelCard) -> HashMap<String, Tensor> {
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    build_encoder(&card.architecture, vb).unwrap();
-    let data = varmap.data().lock().unwrap();
-    data.iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-        .collect()
 }
 
 fn window(card: &ModelCard, n: usize) -> Tensor {
@@ -119,7 +106,7 @@ fn mismatches_are_refused_naming_the_field() {
 #[test]
 fn create_then_load_gives_the_same_outputs() {
     let card = edge_card();
-    let weights = fresh_weights(&card);
+    let weights = common::seeded_weights(&card, 1);
     let dir = tempfile::tempdir().unwrap();
     let md = ModelDir::create(dir.path(), &card, &weights).unwrap();
     let loaded = ModelDir::open(md.path())
@@ -139,7 +126,7 @@ fn create_then_load_gives_the_same_outputs() {
 fn weight_problems_are_typed_errors() {
     let card = edge_card();
     let dir = tempfile::tempdir().unwrap();
-    let weights = fresh_weights(&card);
+    let weights = common::seeded_weights(&card, 1);
     let md = ModelDir::create(dir.path(), &card, &weights).unwrap();
     let wpath = dir.path().join(WEIGHTS_FILE);
 

@@ -2,16 +2,15 @@
 //! cut offline, recorded input gives the expected events, and bad input,
 //! backpressure and early ends are counted — never a panic or a hang.
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::Device;
 use proptest::prelude::*;
 use skelact::board::Board;
-use skelact::model::directory::build_encoder;
 use skelact::model::{builtin, ModelCard, ModelDir};
 use skelact::runtime::input::window_tensor;
 use skelact::runtime::{
@@ -36,16 +35,7 @@ fn fresh_model_dir() -> PathBuf {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("ctrgcn-edge-fresh");
     let card = builtin::card("ctrgcn-edge").unwrap().unwrap();
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    build_encoder(&card.architecture, vb).unwrap();
-    let weights: HashMap<String, Tensor> = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-        .collect();
+    let weights = common::seeded_weights(&card, 5);
     ModelDir::create(&path, &card, &weights).unwrap();
     *g = Some((tmp, path.clone()));
     path

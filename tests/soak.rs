@@ -42,12 +42,10 @@ unsafe impl GlobalAlloc for Counted {
 #[global_allocator]
 static GLOBAL: Counted = Counted;
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
-use skelact::model::directory::build_encoder;
 use skelact::model::{builtin, ModelDir};
 use skelact::runtime::{Pace, Runtime};
 use skelact::source::synthetic::SyntheticSource;
@@ -60,16 +58,7 @@ fn rss_kib() -> Option<u64> {
 
 fn write_fresh_model(path: &Path) {
     let card = builtin::card("ctrgcn-edge").unwrap().unwrap();
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    build_encoder(&card.architecture, vb).unwrap();
-    let weights: HashMap<String, Tensor> = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-        .collect();
+    let weights = common::seeded_weights(&card, 5);
     ModelDir::create(path, &card, &weights).unwrap();
 }
 

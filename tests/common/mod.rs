@@ -1,10 +1,15 @@
 //! Helpers shared by the integration tests: named tolerances, tensor
-//! comparison, and the one place that finds `../shared/data`.
+//! comparison, seeded model weights, and the one place that finds
+//! `../shared/data`.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use skelact::model::directory::build_encoder;
+use skelact::model::ModelCard;
 
 /// f32 against the PyTorch reference: relative error (max abs difference
 /// over max abs reference value).
@@ -62,4 +67,62 @@ pub fn shared_data(entry: &str) -> Option<PathBuf> {
         );
         None
     }
+}
+
+/// Deterministic pseudo-random values in [-1, 1) (xorshift64*), so that a
+/// test's numbers are the same on every run.
+pub fn uniform(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            let r = s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+            (r as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Weights for `card`'s encoder with the names and shapes its builder
+/// creates, but values drawn from `seed` (not candle's unseeded
+/// initializers): tensors of two or more dimensions uniform in
+/// ±1/sqrt(fan-in), batch-norm running means in ±0.1 and variances in
+/// [0.5, 1.5) (so that folding them changes the weights), other vectors
+/// uniform in ±1/sqrt(len) unless the builder made them constant (BN
+/// gammas and betas, CTR-GCN's alpha), which keep that constant.
+pub fn seeded_weights(card: &ModelCard, seed: u64) -> HashMap<String, Tensor> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    build_encoder(&card.architecture, vb).unwrap();
+    let data = varmap.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let t = data[name].as_tensor();
+            let n = t.elem_count();
+            let name_seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            }) ^ seed;
+            let u = uniform(name_seed, n);
+            let orig: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            let constant = orig.iter().all(|&x| x == orig[0]);
+            let v: Vec<f32> = if name.ends_with("running_var") {
+                u.iter().map(|x| 1.0 + 0.5 * x).collect()
+            } else if name.ends_with("running_mean") {
+                u.iter().map(|x| 0.1 * x).collect()
+            } else if t.rank() >= 2 {
+                let fan_in = (n / t.dims()[0]).max(1) as f32;
+                u.iter().map(|x| x / fan_in.sqrt()).collect()
+            } else if constant {
+                orig
+            } else {
+                u.iter().map(|x| x / (n as f32).sqrt()).collect()
+            };
+            let v = Tensor::from_vec(v, t.shape(), &Device::Cpu).unwrap();
+            (name.clone(), v)
+        })
+        .collect()
 }
