@@ -21,7 +21,7 @@ use candle_nn::{Init, VarBuilder};
 
 use super::tcn::PointwiseBn;
 use crate::model::flops;
-use crate::model::layer::{BatchNorm, Pointwise};
+use crate::model::layer::{add_along, add_trailing, BatchNorm, Pointwise};
 
 /// One subset's topology refinement and aggregation (`convs.{i}`).
 #[derive(Debug, Clone)]
@@ -62,17 +62,12 @@ impl Ctrgc {
         })
     }
 
-    /// `x: (N, I, T, V)`, `a: (V, V)` this subset's learnable adjacency,
-    /// `alpha: (1,)` -> `(N, O, T, V)`.
-    fn forward(&self, x: &Tensor, a: &Tensor, alpha: &Tensor) -> Result<Tensor> {
-        let (_n, _i, _t, _v) = x.dims4()?;
-        // Averaged in f32: a sum over frames can overflow f16.
-        let xm = x
-            .to_dtype(DType::F32)?
-            .mean_keepdim(2)?
-            .to_dtype(x.dtype())?; // (N, I, 1, V)
-        let q = self.conv1.forward(&xm)?.squeeze(2)?; // (N, R, V)
-        let k = self.conv2.forward(&xm)?.squeeze(2)?; // (N, R, V)
+    /// `x: (N, I, T, V)`, `xm: (N, I, 1, V)` its mean over time, `a: (V,
+    /// V)` this subset's learnable adjacency, `alpha: (1,)` -> `(N, O, T,
+    /// V)`.
+    fn forward(&self, x: &Tensor, xm: &Tensor, a: &Tensor, alpha: &Tensor) -> Result<Tensor> {
+        let q = self.conv1.forward(xm)?.squeeze(2)?; // (N, R, V)
+        let k = self.conv2.forward(xm)?.squeeze(2)?; // (N, R, V)
         let rel = q.unsqueeze(3)?.broadcast_sub(&k.unsqueeze(2)?)?; // (N, R, U, V)
         let rel = rel.tanh()?;
         // alpha * conv4(rel), with alpha applied to conv4's (O, R) weight and
@@ -85,7 +80,7 @@ impl Ctrgc {
         };
         let conv4 = Pointwise::from_tensors(w4.broadcast_mul(&alpha)?, b4, 1);
         let adj = conv4.forward(&rel)?; // (N, O, U, V)
-        let adj = adj.broadcast_add(&a.to_dtype(adj.dtype())?)?; // (N, O, U, V)
+        let adj = add_trailing(&adj, a)?; // (N, O, U, V)
         let val = self.conv3.forward(x)?; // (N, O, T, V)
         let (n, o, t, v) = val.dims4()?;
         // y[n, o, t, u] = sum_v val[n, o, t, v] * adj[n, o, u, v]
@@ -194,9 +189,15 @@ impl UnitGcn {
     /// `x: (N, I, T, V) -> (N, O, T, V)`.
     pub(super) fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (_n, _i, _t, _v) = x.dims4()?;
+        // Shared by the subsets; averaged in f32: a sum over frames can
+        // overflow f16.
+        let xm = x
+            .to_dtype(DType::F32)?
+            .mean_keepdim(2)?
+            .to_dtype(x.dtype())?; // (N, I, 1, V)
         let mut y: Option<Tensor> = None;
         for (i, conv) in self.convs.iter().enumerate() {
-            let z = conv.forward(x, &self.pa.get(i)?, &self.alpha)?; // (N, O, T, V)
+            let z = conv.forward(x, &xm, &self.pa.get(i)?, &self.alpha)?; // (N, O, T, V)
             y = Some(match y {
                 Some(y) => (y + z)?,
                 None => z,
@@ -205,10 +206,9 @@ impl UnitGcn {
         let Some(y) = y else {
             candle_core::bail!("unit_gcn without adjacency subsets");
         };
-        let o = y.dim(1)?;
         let y = match (&self.bn, &self.shift) {
             (Some(bn), _) => bn.forward_t(&y, train)?,
-            (None, Some(s)) => y.broadcast_add(&s.to_dtype(y.dtype())?.reshape((1, o, 1, 1))?)?,
+            (None, Some(s)) => add_along(&y, s, 1)?,
             (None, None) => y,
         };
         let res = match &self.down {

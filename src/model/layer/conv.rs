@@ -128,7 +128,7 @@ impl Pointwise {
         let y = w.broadcast_left(n)?.matmul(&x.contiguous()?)?; // (N, O, T*V)
         let y = y.reshape((n, o, t, v))?;
         match &self.bias {
-            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?.reshape((1, o, 1, 1))?),
+            Some(b) => super::add_along(&y, b, 1),
             None => Ok(y),
         }
     }
@@ -234,7 +234,7 @@ impl TemporalConv {
         let y = w.broadcast_left(n)?.matmul(&cols)?; // (N, O, T'*V)
         let y = y.reshape((n, o, t_out, v))?;
         match &self.bias {
-            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?.reshape((1, o, 1, 1))?),
+            Some(b) => super::add_along(&y, b, 1),
             None => Ok(y),
         }
     }

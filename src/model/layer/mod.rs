@@ -9,8 +9,10 @@
 
 pub mod activation;
 pub mod batch_norm;
+pub mod broadcast;
 pub mod conv;
 
 pub use activation::{hard_swish, swish};
 pub use batch_norm::BatchNorm;
+pub use broadcast::{add_along, add_trailing};
 pub use conv::{subsample_time, Pointwise, TemporalConv};
