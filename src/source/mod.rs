@@ -37,7 +37,7 @@ pub mod udp;
 pub mod utd;
 
 pub use clip::{Clip, ClipMeta};
-pub use live::{Frame, JointSource, Pose};
+pub use live::{Frame, JointSource, Pose, StageTimes};
 
 use std::io::Read;
 use std::path::Path;

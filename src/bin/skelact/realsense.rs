@@ -155,7 +155,7 @@ pub fn bench(file: &Path, repeat: usize, layout: &str) -> Result<()> {
             if frame.seq == skelact::source::live::NO_FRAME {
                 continue;
             }
-            let t = src.stage_times();
+            let Some(t) = src.stage_times() else { continue };
             capture.record(t.capture_ns);
             pose.record(t.pose_ns);
             frames += 1;

@@ -34,5 +34,5 @@ pub use capture::{Capture, CaptureConfig, Input, Next};
 pub use device::{list_devices, DeviceInfo};
 pub use file::{summarize_file, FileSummary, StreamCount};
 pub use rgbd::RgbdFrame;
-pub use source::{RealSenseSource, StageTimes};
+pub use source::RealSenseSource;
 pub use stream::{intrinsics_from_rs2, intrinsics_to_rs2, StreamInfo};

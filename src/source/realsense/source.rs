@@ -5,7 +5,8 @@
 //! [`Lifter`] to 3D joints of the model's layout. The frame's timestamp is
 //! the colour frame's sensor timestamp; the time spent waiting for and
 //! copying the frame (capture) and finding landmarks (pose) is kept per
-//! frame in [`StageTimes`] so that latency reports can include them.
+//! frame in [`StageTimes`]; the runtime's latency report shows them as the
+//! `capture` and `pose` stages.
 
 use std::time::Instant;
 
@@ -13,18 +14,9 @@ use super::capture::{Capture, CaptureConfig, Next};
 use super::rgbd::RgbdFrame;
 use crate::lift::{DepthLookup, LandmarkDetector, Lifter};
 use crate::skeleton::Layout;
-use crate::source::live::NO_FRAME;
+use crate::source::live::{StageTimes, NO_FRAME};
 use crate::source::{Frame, JointSource};
 use crate::{Error, Result};
-
-/// Time spent on the last frame before it entered the runtime.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StageTimes {
-    /// Waiting for the frameset, aligning and copying it, ns.
-    pub capture_ns: u64,
-    /// Landmark detection and lifting, ns.
-    pub pose_ns: u64,
-}
 
 /// Joints from a RealSense camera or recording.
 pub struct RealSenseSource {
@@ -64,11 +56,6 @@ impl RealSenseSource {
             last: StageTimes::default(),
             first_ts_ms: None,
         })
-    }
-
-    /// Capture and pose times of the last frame.
-    pub fn stage_times(&self) -> StageTimes {
-        self.last
     }
 
     /// The capture underneath (streams, depth scale).
@@ -128,6 +115,10 @@ impl JointSource for RealSenseSource {
 
     fn dropped(&self) -> u64 {
         self.capture.incomplete() + self.lifter.skipped()
+    }
+
+    fn stage_times(&self) -> Option<StageTimes> {
+        Some(self.last)
     }
 
     fn describe(&self) -> String {
