@@ -32,7 +32,8 @@ if [ -f "$LIB" ] && [ -f "$PC" ] && grep -q "^Version: $FULL\$" "$PC"; then
     exit 0
 fi
 
-have_libusb() { ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; }
+# (grep without -q reads all its input: no SIGPIPE for ldconfig under pipefail)
+have_libusb() { ldconfig -p 2>/dev/null | grep 'libusb-1.0.so.0' >/dev/null; }
 if ! command -v patchelf >/dev/null || ! command -v pkg-config >/dev/null ||
     ! command -v gcc >/dev/null || ! command -v nm >/dev/null || ! have_libusb; then
     echo "installing libusb-1.0-0 patchelf pkg-config gcc binutils with apt-get" >&2
