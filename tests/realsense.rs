@@ -138,6 +138,21 @@ fn playback_gives_the_aligned_frame_then_ends() {
 }
 
 #[test]
+fn a_looped_file_keeps_giving_frames() {
+    let Some(bag) = common::shared_data(BAG) else {
+        return;
+    };
+    let mut cfg = CaptureConfig::file(&bag);
+    cfg.loop_file = true;
+    let mut cap = Capture::open(&cfg).unwrap();
+    let mut f = RgbdFrame::default();
+    for _ in 0..3 {
+        assert_eq!(cap.next_frame(&mut f).unwrap(), Next::Frame);
+        assert_eq!(f.color_frame_number, 162);
+    }
+}
+
+#[test]
 fn deprojection_equals_the_sdk_on_the_recording() {
     let Some(bag) = common::shared_data(BAG) else {
         return;

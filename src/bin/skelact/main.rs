@@ -162,9 +162,9 @@ enum BenchCommand {
     Realsense {
         /// A recording (`.bag`, `.db3`).
         file: PathBuf,
-        /// Times to read the file.
-        #[arg(long, default_value_t = 20)]
-        repeat: usize,
+        /// Frames to measure (the file plays in a loop).
+        #[arg(long, default_value_t = 100)]
+        frames: u64,
         /// Layout to lift to.
         #[arg(long, default_value = "ntu25")]
         layout: String,
@@ -216,10 +216,10 @@ fn main() -> Result<()> {
             what:
                 BenchCommand::Realsense {
                     file,
-                    repeat,
+                    frames,
                     layout,
                 },
-        } => realsense::bench(&file, repeat, &layout).context("bench realsense"),
+        } => realsense::bench(&file, frames, &layout).context("bench realsense"),
         #[cfg(feature = "realsense")]
         Command::Realsense { what } => match what {
             RealsenseCommand::List => realsense::list().context("realsense list"),

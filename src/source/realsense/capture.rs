@@ -47,6 +47,8 @@ pub struct CaptureConfig {
     pub record_to: Option<PathBuf>,
     /// How long one wait for a frameset may take, ms.
     pub wait_ms: u32,
+    /// Play a file over and over (benchmarks): the stream never ends.
+    pub loop_file: bool,
 }
 
 impl CaptureConfig {
@@ -59,6 +61,7 @@ impl CaptureConfig {
             fps: 30,
             record_to: None,
             wait_ms: 100,
+            loop_file: false,
         }
     }
 
@@ -113,7 +116,7 @@ impl Capture {
             Input::File(p) => Some(p.as_path()),
             Input::Camera { .. } => None,
         };
-        let (context, config) = Session::config(file)?;
+        let (context, config) = Session::config(file, cfg.loop_file)?;
         let (w, h, fps) = match file {
             Some(_) => (0, 0, 0),
             None => (cfg.width as i32, cfg.height as i32, cfg.fps as i32),

@@ -70,7 +70,8 @@ fn open_playback(path: &Path) -> Result<(Context, Device)> {
 
 /// Streams every profile of every sensor of `sensors_of` (the playback
 /// device itself) until `playback` stops,
-/// calling `on_frame(stream index, frame number)`; returns the streams.
+/// calling `on_frame(stream index, frame number)` (a frame may come twice);
+/// returns the streams.
 fn play_through(
     sensors_of: &Device,
     playback: &Device,
@@ -132,6 +133,15 @@ fn play_through(
                     break;
                 }
             }
+        }
+        // The reader starts with the first sensor, so frames of a sensor
+        // started later may already be gone: with every sensor running,
+        // read the file again from its start (callers count distinct
+        // frame numbers, so frames seen twice count once).
+        if result.is_ok() {
+            result = call("rs2_playback_seek", |e| {
+                sys::rs2_playback_seek(playback.ptr(), 0, e)
+            });
         }
         let uids: Vec<i32> = streams.iter().map(|s| s.unique_id).collect();
         // A recording plays in about its duration or faster; allow ample.

@@ -58,8 +58,9 @@ impl Drop for Session {
 }
 
 impl Session {
-    /// A config to fill; `file` (when given) is played back once.
-    pub(crate) fn config(file: Option<&Path>) -> Result<(Context, Config)> {
+    /// A config to fill; `file` (when given) is played back once, or over
+    /// and over with `repeat`.
+    pub(crate) fn config(file: Option<&Path>, repeat: bool) -> Result<(Context, Config)> {
         let context = Context::new()?;
         // SAFETY: constructor; error checked.
         let cfg = call("rs2_create_config", |e| unsafe {
@@ -79,7 +80,7 @@ impl Session {
                 sys::rs2_config_enable_device_from_file_repeat_option(
                     config.ptr(),
                     c.as_ptr(),
-                    0,
+                    i32::from(repeat),
                     e,
                 )
             })?;
