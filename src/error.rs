@@ -134,6 +134,17 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The Intel RealSense SDK (librealsense2) reported an error: a camera
+    /// that cannot be opened, a stream configuration the device does not
+    /// offer, an unreadable recording.
+    #[error("RealSense {function}: {message}")]
+    RealSense {
+        /// The SDK function (or skelact operation) that failed.
+        function: String,
+        /// The SDK's message.
+        message: String,
+    },
+
     /// A tokenizer file did not load, or a text did not tokenize (GAP's
     /// sentence encoder, feature `train`).
     #[error("tokenizer {path}: {source}")]

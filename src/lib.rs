@@ -24,6 +24,8 @@
 //!   poses — one code path for training and serving.
 //! - [`source`]: dataset readers, and the live [`source::JointSource`]s
 //!   (synthetic scene, dataset replay, recordings, UDP).
+//! - [`lift`]: 3D joints from RGB-D: camera intrinsics and deprojection,
+//!   robust depth at 2D landmarks, the MediaPipe-33 to model layout mapping.
 //! - [`runtime`]: the live pipeline — tracker, windows, batched inference,
 //!   decisions, sinks, latency histograms — behind
 //!   [`runtime::Runtime::builder`].
@@ -39,6 +41,7 @@
 pub mod board;
 pub mod error;
 pub mod kernel;
+pub mod lift;
 pub mod model;
 pub mod runtime;
 pub mod skeleton;

@@ -387,6 +387,13 @@ pub struct Latencies {
     pub end_to_end: Summary,
     /// Forward pass per batch.
     pub forward: Summary,
+    /// Sources that capture images (RealSense): waiting for a frame,
+    /// aligning and copying it, before it enters the pipeline (count 0 for
+    /// joint sources).
+    pub capture: Summary,
+    /// Sources that capture images: 2D landmarks and lifting to 3D joints,
+    /// before the frame enters the pipeline (count 0 for joint sources).
+    pub pose: Summary,
 }
 
 /// What a run measured.
@@ -455,6 +462,15 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "latency (ms)      count      p50      p99      max")?;
         let l = &self.latency;
+        for (name, s) in [("capture", &l.capture), ("pose", &l.pose)] {
+            if s.count > 0 {
+                writeln!(
+                    f,
+                    "{name:<16} {:>6} {:>8.2} {:>8.2} {:>8.2}",
+                    s.count, s.p50_ms, s.p99_ms, s.max_ms
+                )?;
+            }
+        }
         for (name, s) in [
             ("tracker", &l.tracker),
             ("inference", &l.inference),
@@ -635,69 +651,80 @@ impl Runtime {
             thread::Builder::new()
                 .name("skelact-source".into())
                 .spawn(move || {
-                    guard(&failed, move || -> Result<(u64, u64, bool)> {
-                        let mut frames = 0u64;
-                        let mut first_ts: Option<u64> = None;
-                        let mut last_ts = 0u64;
-                        let mut stopped = false;
-                        loop {
-                            if stop.load(Ordering::Relaxed) {
-                                stopped = true;
-                                break;
-                            }
-                            if abort.load(Ordering::Relaxed) {
-                                break;
-                            }
-                            let mut f = fpool_rx
-                                .try_recv()
-                                .unwrap_or_else(|_| Frame::new(src_layout, max_people));
-                            if !source.next_frame(&mut f)? {
-                                break;
-                            }
-                            if f.seq == NO_FRAME {
-                                let _ = fpool_tx.try_send(f);
-                                continue;
-                            }
-                            let ts = f.captured_at_ns;
-                            let first = *first_ts.get_or_insert(ts);
-                            last_ts = ts;
-                            if pace == Pace::Realtime {
-                                let due = Duration::from_nanos(ts.saturating_sub(first));
-                                let el = t0.elapsed();
-                                if due > el {
-                                    // sleep in short steps so a stop is noticed
-                                    let mut left = due - el;
-                                    while left > Duration::ZERO && !stop.load(Ordering::Relaxed) {
-                                        let step = left.min(Duration::from_millis(50));
-                                        thread::sleep(step);
-                                        left = left.saturating_sub(step);
+                    guard(
+                        &failed,
+                        move || -> Result<(u64, u64, bool, Histogram, Histogram)> {
+                            let mut frames = 0u64;
+                            let mut first_ts: Option<u64> = None;
+                            let mut last_ts = 0u64;
+                            let mut stopped = false;
+                            // capture and pose stages of image sources (RealSense)
+                            let (mut cap_hist, mut pose_hist) =
+                                (Histogram::new(), Histogram::new());
+                            loop {
+                                if stop.load(Ordering::Relaxed) {
+                                    stopped = true;
+                                    break;
+                                }
+                                if abort.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                                let mut f = fpool_rx
+                                    .try_recv()
+                                    .unwrap_or_else(|_| Frame::new(src_layout, max_people));
+                                if !source.next_frame(&mut f)? {
+                                    break;
+                                }
+                                if f.seq == NO_FRAME {
+                                    let _ = fpool_tx.try_send(f);
+                                    continue;
+                                }
+                                if let Some(st) = source.stage_times() {
+                                    cap_hist.record(st.capture_ns);
+                                    pose_hist.record(st.pose_ns);
+                                }
+                                let ts = f.captured_at_ns;
+                                let first = *first_ts.get_or_insert(ts);
+                                last_ts = ts;
+                                if pace == Pace::Realtime {
+                                    let due = Duration::from_nanos(ts.saturating_sub(first));
+                                    let el = t0.elapsed();
+                                    if due > el {
+                                        // sleep in short steps so a stop is noticed
+                                        let mut left = due - el;
+                                        while left > Duration::ZERO && !stop.load(Ordering::Relaxed)
+                                        {
+                                            let step = left.min(Duration::from_millis(50));
+                                            thread::sleep(step);
+                                            left = left.saturating_sub(step);
+                                        }
                                     }
                                 }
+                                frames += 1;
+                                let msg = FrameMsg {
+                                    frame: f,
+                                    received_ns: now_ns(),
+                                };
+                                let ok = send_newest(
+                                    &frame_tx,
+                                    &frame_rx,
+                                    msg,
+                                    lossless,
+                                    &abort,
+                                    &counters.frame_drops,
+                                    |m| {
+                                        let _ = fpool_tx.try_send(m.frame);
+                                    },
+                                );
+                                if !ok {
+                                    break;
+                                }
                             }
-                            frames += 1;
-                            let msg = FrameMsg {
-                                frame: f,
-                                received_ns: now_ns(),
-                            };
-                            let ok = send_newest(
-                                &frame_tx,
-                                &frame_rx,
-                                msg,
-                                lossless,
-                                &abort,
-                                &counters.frame_drops,
-                                |m| {
-                                    let _ = fpool_tx.try_send(m.frame);
-                                },
-                            );
-                            if !ok {
-                                break;
-                            }
-                        }
-                        let _ = last_ts;
-                        log::debug!("source ended after {frames} frames");
-                        Ok((frames, source.dropped(), stopped))
-                    })
+                            let _ = last_ts;
+                            log::debug!("source ended after {frames} frames");
+                            Ok((frames, source.dropped(), stopped, cap_hist, pose_hist))
+                        },
+                    )
                 })
                 .map_err(|e| Error::io("thread", e))?
         };
@@ -913,7 +940,7 @@ impl Runtime {
         let trk_r = join(trk, "tracker");
         let inf_r = join(inf, "inference");
         let dec_r = join(dec, "decision");
-        let (frames, source_drops, stopped_by_flag) = src_r?;
+        let (frames, source_drops, stopped_by_flag, cap_hist, pose_hist) = src_r?;
         let (trk_hist, counts, span_ns) = trk_r?;
         let (inf_hist, fwd_hist, windows, batches) = inf_r?;
         let (dec_hist, e2e_hist, events) = dec_r?;
@@ -941,6 +968,8 @@ impl Runtime {
                 decision: dec_hist.summary(),
                 end_to_end: e2e_hist.summary(),
                 forward: fwd_hist.summary(),
+                capture: cap_hist.summary(),
+                pose: pose_hist.summary(),
             },
             wall_s: t0.elapsed().as_secs_f64(),
             stream_s: span_ns as f64 / 1e9,

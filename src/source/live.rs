@@ -130,6 +130,23 @@ pub trait JointSource: Send {
 
     /// A short description for logs (`synthetic: 3 people`, ...).
     fn describe(&self) -> String;
+
+    /// Time spent on the last frame before it was handed over, for sources
+    /// that capture images and find poses in them (RealSense); `None` for
+    /// sources that read joints.
+    fn stage_times(&self) -> Option<StageTimes> {
+        None
+    }
+}
+
+/// Per-frame time of an image source's stages before the runtime sees the
+/// frame (the runtime's latency report shows them as `capture` and `pose`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Waiting for the camera's frameset, aligning and copying it, ns.
+    pub capture_ns: u64,
+    /// 2D landmark detection and lifting to 3D joints, ns.
+    pub pose_ns: u64,
 }
 
 /// The `seq` a source sets on a frame that carries nothing because no data

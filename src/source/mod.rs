@@ -15,7 +15,9 @@
 //!
 //! Live streams for the runtime implement [`JointSource`] (see [`live`]):
 //! [`synthetic`] (the built-in demo scene), [`replay`] (data set clips as one
-//! stream), [`recording`] (skelact's own format) and [`udp`].
+//! stream), [`recording`] (skelact's own format), [`udp`] and, with feature
+//! `realsense`, `realsense` (an Intel RealSense camera or recording, lifted
+//! to 3D joints by [`crate::lift`]).
 //!
 //! Readers hold a whole file in memory; every length read from a file is
 //! checked against the bytes that are actually there (or a stated limit)
@@ -26,6 +28,8 @@ pub mod live;
 pub mod mat5;
 pub mod ntu;
 pub mod nwucla;
+#[cfg(feature = "realsense")]
+pub mod realsense;
 pub mod recording;
 pub mod replay;
 pub mod synthetic;
@@ -33,7 +37,7 @@ pub mod udp;
 pub mod utd;
 
 pub use clip::{Clip, ClipMeta};
-pub use live::{Frame, JointSource, Pose};
+pub use live::{Frame, JointSource, Pose, StageTimes};
 
 use std::io::Read;
 use std::path::Path;

@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 mod bench_model;
 mod cli;
 mod quantize;
+#[cfg(feature = "realsense")]
+mod realsense;
 mod run;
 #[cfg(feature = "train")]
 mod train;
@@ -117,6 +119,13 @@ enum Command {
         #[arg(long)]
         frames: Option<u64>,
     },
+    /// Intel RealSense cameras and recordings (feature `realsense`).
+    #[cfg(feature = "realsense")]
+    Realsense {
+        /// What to do.
+        #[command(subcommand)]
+        what: RealsenseCommand,
+    },
     /// Benchmarks.
     Bench {
         /// What to measure.
@@ -147,6 +156,32 @@ enum BenchCommand {
     /// plan), same weights and windows, in one run: times, ratios,
     /// GFLOP/s against this machine's matmul rate, logits agreement.
     Model(bench_model::BenchModelArgs),
+    /// RealSense playback: capture + align and lifting per frame with a
+    /// stand-in landmark detector (feature `realsense`).
+    #[cfg(feature = "realsense")]
+    Realsense {
+        /// A recording (`.bag`, `.db3`).
+        file: PathBuf,
+        /// Frames to measure (the file plays in a loop).
+        #[arg(long, default_value_t = 100)]
+        frames: u64,
+        /// Layout to lift to.
+        #[arg(long, default_value = "ntu25")]
+        layout: String,
+    },
+}
+
+#[cfg(feature = "realsense")]
+#[derive(Subcommand, Debug)]
+enum RealsenseCommand {
+    /// Connected cameras: name, serial number, firmware.
+    List,
+    /// A recording's device, streams, intrinsics, depth scale and frame
+    /// counts.
+    Info {
+        /// A recording (`.bag`, `.db3`).
+        file: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -176,6 +211,20 @@ fn main() -> Result<()> {
         Command::Bench {
             what: BenchCommand::Model(a),
         } => bench_model::bench_model(&a).context("bench model"),
+        #[cfg(feature = "realsense")]
+        Command::Bench {
+            what:
+                BenchCommand::Realsense {
+                    file,
+                    frames,
+                    layout,
+                },
+        } => realsense::bench(&file, frames, &layout).context("bench realsense"),
+        #[cfg(feature = "realsense")]
+        Command::Realsense { what } => match what {
+            RealsenseCommand::List => realsense::list().context("realsense list"),
+            RealsenseCommand::Info { file } => realsense::info(&file).context("realsense info"),
+        },
         #[cfg(feature = "train")]
         Command::Train(a) => train::train(*a).context("train"),
         #[cfg(feature = "train")]

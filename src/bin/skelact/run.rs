@@ -28,9 +28,13 @@ pub const DEFAULT_MODEL: &str = "models/ctrgcn-edge-nwucla";
 pub struct RunArgs {
     /// Where joints come from: `synthetic`, `replay:nwucla[:DIR]`,
     /// `replay:utd[:DIR]`, `replay:ntu:DIR`, `recording:FILE`,
-    /// `udp:ADDR[@LAYOUT]`.
+    /// `udp:ADDR[@LAYOUT]`, `realsense` (a camera) or `realsense:FILE`
+    /// (a `.bag` / `.db3` recording; feature `realsense`).
     #[arg(long, default_value = "synthetic")]
     pub source: String,
+    /// 2D landmark model directory (BlazePose) for `--source realsense`.
+    #[arg(long)]
+    pub pose_model: Option<PathBuf>,
     /// Model directory, or `builtin:NAME` for an architecture with fresh
     /// (untrained) weights. Default: the shipped model.
     #[arg(long)]
@@ -180,7 +184,26 @@ fn open_source(a: &RunArgs) -> Result<(Box<dyn JointSource>, Vec<Segment>)> {
         let addr: SocketAddr = addr.parse().with_context(|| format!("address `{addr}`"))?;
         return Ok((Box::new(UdpSource::bind(addr, layout, 30.0)?), Vec::new()));
     }
-    bail!("unknown source `{s}` (synthetic, replay:nwucla, replay:utd, recording:FILE, udp:ADDR)")
+    if s == "realsense" || s.starts_with("realsense:") {
+        return open_realsense(s.strip_prefix("realsense:"), a.pose_model.as_deref());
+    }
+    bail!("unknown source `{s}` (synthetic, replay:nwucla, replay:utd, recording:FILE, udp:ADDR, realsense[:FILE])")
+}
+
+#[cfg(feature = "realsense")]
+fn open_realsense(
+    file: Option<&str>,
+    pose_model: Option<&Path>,
+) -> Result<(Box<dyn JointSource>, Vec<Segment>)> {
+    Ok((crate::realsense::open_source(file, pose_model)?, Vec::new()))
+}
+
+#[cfg(not(feature = "realsense"))]
+fn open_realsense(
+    _file: Option<&str>,
+    _pose_model: Option<&Path>,
+) -> Result<(Box<dyn JointSource>, Vec<Segment>)> {
+    bail!("--source realsense needs a build with `--features realsense` (see README: RealSense)")
 }
 
 /// Resolves `--model`: a directory, `builtin:NAME`, or the shipped default.

@@ -1,0 +1,459 @@
+//! Aligned colour + depth frames from a RealSense camera or a recording.
+//!
+//! [`Capture`] starts the SDK's pipeline with a depth (z16) and a colour
+//! (RGB8) stream, aligns depth to colour with the SDK's `align` block (so a
+//! landmark found in the colour image reads its depth at the same pixel),
+//! and copies each frameset into a reusable [`RgbdFrame`] with the colour
+//! intrinsics, the depth scale, hardware timestamps and frame numbers.
+//! Framesets lacking one of the two streams (the SDK's syncer emits them at
+//! the start of a recording) are skipped and counted.
+
+use std::path::PathBuf;
+
+use realsense_sys as sys;
+
+use super::ffi::{call, non_null, sdk_string, FrameQueue, FrameRef, ProcessingBlock};
+use super::rgbd::RgbdFrame;
+use super::session::{Session, Wait};
+use super::stream::{intrinsics_from_rs2, StreamInfo};
+use crate::{Error, Result};
+
+/// Where frames come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A connected camera, the first one or the one with this serial number.
+    Camera {
+        /// Serial number (`skelact realsense list` shows it).
+        serial: Option<String>,
+    },
+    /// A recording (`.bag`, or `.db3` from librealsense 2.57 on), played
+    /// once with real-time mode off.
+    File(PathBuf),
+}
+
+/// How to open a [`Capture`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureConfig {
+    /// Camera or file.
+    pub input: Input,
+    /// Colour and depth width for a camera (a file has its own).
+    pub width: usize,
+    /// Colour and depth height for a camera.
+    pub height: usize,
+    /// Frame rate for a camera, Hz.
+    pub fps: u32,
+    /// Also record the camera's streams to this file (librealsense 2.59
+    /// writes ROS 2 `.db3` only; older SDKs ROS 1 `.bag`).
+    pub record_to: Option<PathBuf>,
+    /// How long one wait for a frameset may take, ms.
+    pub wait_ms: u32,
+    /// Play a file over and over (benchmarks): the stream never ends.
+    pub loop_file: bool,
+}
+
+impl CaptureConfig {
+    /// The first camera, 640 x 480 at 30 Hz (a D400's native colour mode).
+    pub fn camera() -> Self {
+        Self {
+            input: Input::Camera { serial: None },
+            width: 640,
+            height: 480,
+            fps: 30,
+            record_to: None,
+            wait_ms: 100,
+            loop_file: false,
+        }
+    }
+
+    /// A recording.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self {
+            input: Input::File(path.into()),
+            ..Self::camera()
+        }
+    }
+}
+
+/// What [`Capture::next_frame`] gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The frame was filled.
+    Frame,
+    /// No frameset within the wait (a camera between frames; never for a
+    /// file).
+    Pending,
+    /// The recording ended or the camera was disconnected.
+    End,
+}
+
+/// A running capture (see the module docs).
+pub struct Capture {
+    // Dropped before the session: the align block holds frames of it.
+    align: (ProcessingBlock, FrameQueue),
+    session: Session,
+    depth_scale_m: f32,
+    wait_ms: u32,
+    incomplete: u64,
+    frames: u64,
+    ended: bool,
+    describe: String,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("source", &self.describe)
+            .field("streams", &self.session.streams)
+            .field("depth_scale_m", &self.depth_scale_m)
+            .finish()
+    }
+}
+
+impl Capture {
+    /// Opens the camera or file and starts streaming.
+    pub fn open(cfg: &CaptureConfig) -> Result<Self> {
+        let file = match &cfg.input {
+            Input::File(p) => Some(p.as_path()),
+            Input::Camera { .. } => None,
+        };
+        let (context, config) = Session::config(file, cfg.loop_file)?;
+        let (w, h, fps) = match file {
+            Some(_) => (0, 0, 0),
+            None => (cfg.width as i32, cfg.height as i32, cfg.fps as i32),
+        };
+        let (depth_fmt, color_fmt) = match file {
+            Some(_) => (
+                sys::rs2_format_RS2_FORMAT_Z16,
+                sys::rs2_format_RS2_FORMAT_ANY,
+            ),
+            None => (
+                sys::rs2_format_RS2_FORMAT_Z16,
+                sys::rs2_format_RS2_FORMAT_RGB8,
+            ),
+        };
+        // SAFETY: live config; strings are copied by the SDK.
+        unsafe {
+            if let Input::Camera { serial: Some(s) } = &cfg.input {
+                let c = std::ffi::CString::new(s.as_str())
+                    .map_err(|_| Error::config("serial", "contains a NUL byte"))?;
+                call("rs2_config_enable_device", |e| {
+                    sys::rs2_config_enable_device(config.ptr(), c.as_ptr(), e)
+                })?;
+            }
+            call("rs2_config_enable_stream(depth)", |e| {
+                sys::rs2_config_enable_stream(
+                    config.ptr(),
+                    sys::rs2_stream_RS2_STREAM_DEPTH,
+                    -1,
+                    w,
+                    h,
+                    depth_fmt,
+                    fps,
+                    e,
+                )
+            })?;
+            call("rs2_config_enable_stream(color)", |e| {
+                sys::rs2_config_enable_stream(
+                    config.ptr(),
+                    sys::rs2_stream_RS2_STREAM_COLOR,
+                    -1,
+                    w,
+                    h,
+                    color_fmt,
+                    fps,
+                    e,
+                )
+            })?;
+            if let Some(out) = &cfg.record_to {
+                if file.is_some() {
+                    return Err(Error::config(
+                        "record_to",
+                        "the SDK records cameras, not playbacks",
+                    ));
+                }
+                let c = super::ffi::c_path(out)?;
+                call("rs2_config_enable_record_to_file", |e| {
+                    sys::rs2_config_enable_record_to_file(config.ptr(), c.as_ptr(), e)
+                })?;
+            }
+        }
+        let session = Session::start(context, config)?;
+        let depth_scale_m = session
+            .device
+            .depth_scale_m()?
+            .ok_or_else(|| Error::mismatch("RealSense device", "a depth sensor", "none"))?;
+        // SAFETY: constructors; the queue receives the align block's output.
+        let align = unsafe {
+            let b = call("rs2_create_align", |e| {
+                sys::rs2_create_align(sys::rs2_stream_RS2_STREAM_COLOR, e)
+            })?;
+            let block = ProcessingBlock(non_null("rs2_create_align", b)?);
+            let q = call("rs2_create_frame_queue", |e| {
+                sys::rs2_create_frame_queue(1, e)
+            })?;
+            let queue = FrameQueue(non_null("rs2_create_frame_queue", q)?);
+            call("rs2_start_processing_queue", |e| {
+                sys::rs2_start_processing_queue(block.ptr(), queue.ptr(), e)
+            })?;
+            (block, queue)
+        };
+        let name = session
+            .device
+            .info(sys::rs2_camera_info_RS2_CAMERA_INFO_NAME)
+            .unwrap_or_else(|| "RealSense".to_string());
+        let describe = match &cfg.input {
+            Input::File(p) => format!("realsense playback {} ({name})", p.display()),
+            Input::Camera { .. } => format!(
+                "realsense {name} {}",
+                session
+                    .device
+                    .info(sys::rs2_camera_info_RS2_CAMERA_INFO_SERIAL_NUMBER)
+                    .unwrap_or_default()
+            ),
+        };
+        Ok(Self {
+            align,
+            session,
+            depth_scale_m,
+            wait_ms: cfg.wait_ms.max(1),
+            incomplete: 0,
+            frames: 0,
+            ended: false,
+            describe,
+        })
+    }
+
+    /// The streams of the running pipeline.
+    pub fn streams(&self) -> &[StreamInfo] {
+        &self.session.streams
+    }
+
+    /// The device's depth scale, metres per z16 unit.
+    pub fn depth_scale_m(&self) -> f32 {
+        self.depth_scale_m
+    }
+
+    /// Whether frames come from a recording.
+    pub fn is_playback(&self) -> bool {
+        self.session.playback
+    }
+
+    /// Framesets skipped for lacking colour or depth.
+    pub fn incomplete(&self) -> u64 {
+        self.incomplete
+    }
+
+    /// Frames delivered so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// A short description for logs.
+    pub fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    /// Fills `out` with the next aligned frame.
+    pub fn next_frame(&mut self, out: &mut RgbdFrame) -> Result<Next> {
+        if self.ended {
+            return Ok(Next::End);
+        }
+        loop {
+            let frameset = match self.session.wait(self.wait_ms)? {
+                Wait::Frames(f) => f,
+                // A file with real-time mode off always has a next frame
+                // or an end: wait for it.
+                Wait::Pending if self.session.playback => continue,
+                Wait::Pending => return Ok(Next::Pending),
+                Wait::End => {
+                    self.ended = true;
+                    return Ok(Next::End);
+                }
+            };
+            let aligned = self.align(frameset)?;
+            if self.copy_out(&aligned, out)? {
+                self.frames += 1;
+                return Ok(Next::Frame);
+            }
+            self.incomplete += 1;
+        }
+    }
+
+    /// Runs the align block on a frameset.
+    fn align(&mut self, frameset: FrameRef) -> Result<FrameRef> {
+        let raw = frameset.ptr();
+        std::mem::forget(frameset); // the block takes ownership
+        let (block, queue) = &self.align;
+        // SAFETY: `raw` is an owned frameset reference handed to the block;
+        // the block's output frame is owned by the returned FrameRef.
+        unsafe {
+            call("rs2_process_frame", |e| {
+                sys::rs2_process_frame(block.ptr(), raw, e)
+            })?;
+            let mut out: *mut sys::rs2_frame = std::ptr::null_mut();
+            let got = call("rs2_try_wait_for_frame", |e| {
+                sys::rs2_try_wait_for_frame(queue.ptr(), 5000, &mut out, e)
+            })?;
+            if got == 0 {
+                return Err(Error::RealSense {
+                    function: "align".to_string(),
+                    message: "no aligned frameset within 5 s".to_string(),
+                });
+            }
+            Ok(FrameRef(non_null("rs2_try_wait_for_frame", out)?))
+        }
+    }
+
+    /// Copies colour and depth of `fs` into `out`; `false` when the
+    /// frameset lacks one of them.
+    fn copy_out(&self, fs: &FrameRef, out: &mut RgbdFrame) -> Result<bool> {
+        let mut color = None;
+        let mut depth = None;
+        // SAFETY: `fs` is a live composite frame; extracted frames are owned
+        // references released on drop; data pointers are read within the
+        // frames' lifetime and bounded by stride x height, which the SDK
+        // guarantees to be the buffer size.
+        unsafe {
+            let n = call("rs2_embedded_frames_count", |e| {
+                sys::rs2_embedded_frames_count(fs.ptr(), e)
+            })?;
+            for i in 0..n {
+                let f = call("rs2_extract_frame", |e| {
+                    sys::rs2_extract_frame(fs.ptr(), i, e)
+                })?;
+                let f = FrameRef(non_null("rs2_extract_frame", f)?);
+                let p = call("rs2_get_frame_stream_profile", |e| {
+                    sys::rs2_get_frame_stream_profile(f.ptr(), e)
+                })?;
+                let (mut stream, mut format, mut index, mut uid, mut fps) = (0, 0, 0, 0, 0);
+                call("rs2_get_stream_profile_data", |e| {
+                    sys::rs2_get_stream_profile_data(
+                        p,
+                        &mut stream,
+                        &mut format,
+                        &mut index,
+                        &mut uid,
+                        &mut fps,
+                        e,
+                    )
+                })?;
+                if stream == sys::rs2_stream_RS2_STREAM_COLOR && color.is_none() {
+                    color = Some((f, p, format));
+                } else if stream == sys::rs2_stream_RS2_STREAM_DEPTH && depth.is_none() {
+                    depth = Some((f, format));
+                }
+            }
+            let (Some((cf, cp, cfmt)), Some((df, dfmt))) = (color, depth) else {
+                return Ok(false);
+            };
+            let size = |f: &FrameRef| -> Result<(usize, usize, usize)> {
+                let w = call("rs2_get_frame_width", |e| {
+                    sys::rs2_get_frame_width(f.ptr(), e)
+                })?;
+                let h = call("rs2_get_frame_height", |e| {
+                    sys::rs2_get_frame_height(f.ptr(), e)
+                })?;
+                let s = call("rs2_get_frame_stride_in_bytes", |e| {
+                    sys::rs2_get_frame_stride_in_bytes(f.ptr(), e)
+                })?;
+                let size = call("rs2_get_frame_data_size", |e| {
+                    sys::rs2_get_frame_data_size(f.ptr(), e)
+                })?;
+                let (w, h, s) = (w.max(0) as usize, h.max(0) as usize, s.max(0) as usize);
+                if (size.max(0) as usize) < s * h {
+                    return Err(Error::RealSense {
+                        function: "frame".to_string(),
+                        message: format!("data of {size} bytes for {h} rows of {s}"),
+                    });
+                }
+                Ok((w, h, s))
+            };
+            let data = |f: &FrameRef, len: usize| -> Result<&[u8]> {
+                let p = call("rs2_get_frame_data", |e| {
+                    sys::rs2_get_frame_data(f.ptr(), e)
+                })?;
+                let p = non_null("rs2_get_frame_data", p as *mut u8)?;
+                Ok(std::slice::from_raw_parts(p.as_ptr(), len))
+            };
+            let (w, h, cs) = size(&cf)?;
+            let (dw, dh, ds) = size(&df)?;
+            if (dw, dh) != (w, h) {
+                return Err(Error::mismatch(
+                    "aligned depth size",
+                    format!("{w}x{h}"),
+                    format!("{dw}x{dh}"),
+                ));
+            }
+            if dfmt != sys::rs2_format_RS2_FORMAT_Z16 || ds < 2 * w {
+                return Err(Error::mismatch(
+                    "depth format",
+                    "Z16",
+                    super::ffi::format_name(dfmt),
+                ));
+            }
+            let bgr = match cfmt {
+                f if f == sys::rs2_format_RS2_FORMAT_RGB8 => false,
+                f if f == sys::rs2_format_RS2_FORMAT_BGR8 => true,
+                f => {
+                    return Err(Error::mismatch(
+                        "colour format",
+                        "RGB8 or BGR8",
+                        super::ffi::format_name(f),
+                    ))
+                }
+            };
+            if cs < 3 * w {
+                return Err(Error::mismatch(
+                    "colour stride",
+                    format!(">= {}", 3 * w),
+                    cs,
+                ));
+            }
+            out.width = w;
+            out.height = h;
+            out.rgb.resize(w * h * 3, 0);
+            let cbytes = data(&cf, cs * h)?;
+            for (dst, src) in out.rgb.chunks_exact_mut(3 * w).zip(cbytes.chunks_exact(cs)) {
+                dst.copy_from_slice(&src[..3 * w]);
+                if bgr {
+                    dst.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
+                }
+            }
+            out.depth.resize(w * h, 0);
+            let dbytes = data(&df, ds * h)?;
+            for (dst, src) in out.depth.chunks_exact_mut(w).zip(dbytes.chunks_exact(ds)) {
+                for (d, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                    *d = u16::from_ne_bytes([b[0], b[1]]);
+                }
+            }
+            let mut raw = std::mem::zeroed::<sys::rs2_intrinsics>();
+            call("rs2_get_video_stream_intrinsics", |e| {
+                sys::rs2_get_video_stream_intrinsics(cp, &mut raw, e)
+            })?;
+            out.intrinsics = Some(intrinsics_from_rs2(&raw)?);
+            out.depth_scale_m = match call("rs2_depth_frame_get_units", |e| {
+                sys::rs2_depth_frame_get_units(df.ptr(), e)
+            }) {
+                Ok(u) if u.is_finite() && u > 0.0 => u,
+                _ => self.depth_scale_m,
+            };
+            out.color_timestamp_ms = call("rs2_get_frame_timestamp", |e| {
+                sys::rs2_get_frame_timestamp(cf.ptr(), e)
+            })?;
+            out.depth_timestamp_ms = call("rs2_get_frame_timestamp", |e| {
+                sys::rs2_get_frame_timestamp(df.ptr(), e)
+            })?;
+            let domain = call("rs2_get_frame_timestamp_domain", |e| {
+                sys::rs2_get_frame_timestamp_domain(cf.ptr(), e)
+            })?;
+            out.timestamp_domain = sdk_string(sys::rs2_timestamp_domain_to_string(domain));
+            out.color_frame_number = call("rs2_get_frame_number", |e| {
+                sys::rs2_get_frame_number(cf.ptr(), e)
+            })?;
+            out.depth_frame_number = call("rs2_get_frame_number", |e| {
+                sys::rs2_get_frame_number(df.ptr(), e)
+            })?;
+        }
+        Ok(true)
+    }
+}
