@@ -27,6 +27,8 @@
 //! - [`runtime`]: the live pipeline — tracker, windows, batched inference,
 //!   decisions, sinks, latency histograms — behind
 //!   [`runtime::Runtime::builder`].
+//! - [`pose`]: 2D body landmarks from colour images (MediaPipe BlazePose's
+//!   TFLite networks read and run in candle).
 //! - [`board`]: board profiles (`boards/*.toml`).
 //!
 //! ## Performance
@@ -40,6 +42,7 @@ pub mod board;
 pub mod error;
 pub mod kernel;
 pub mod model;
+pub mod pose;
 pub mod runtime;
 pub mod skeleton;
 pub mod source;
