@@ -248,3 +248,41 @@ fn landmarks_match_mediapipe_on_photographs() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+mod corrupt_input {
+    use super::*;
+    use proptest::prelude::*;
+    use skelact::pose::image::decode_png;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// A truncated or corrupted PNG is an error, never a panic.
+        #[test]
+        fn png_reader_never_panics(cut in 0usize..130_000, flips in proptest::collection::vec((0usize..130_000, any::<u8>()), 0..4)) {
+            let mut bytes = std::fs::read(fixtures().join("camera.png")).unwrap();
+            for (at, v) in flips {
+                let n = bytes.len();
+                bytes[at % n] = v;
+            }
+            bytes.truncate(cut.min(bytes.len()));
+            if let Ok(img) = decode_png(&bytes, Path::new("camera.png")) {
+                prop_assert_eq!(img.rgb.len(), img.width * img.height * 3);
+            }
+        }
+    }
+
+    /// The real detector file cut short anywhere is a typed error.
+    #[test]
+    fn truncated_detector_is_an_error() {
+        let Some(dir) = pose_model() else { return };
+        let bytes = std::fs::read(dir.join(DETECTOR_FILE)).unwrap();
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(16));
+        runner
+            .run(&(8usize..bytes.len() - 1), |cut| {
+                prop_assert!(Model::from_bytes(&bytes[..cut]).is_err());
+                Ok(())
+            })
+            .unwrap();
+    }
+}

@@ -204,6 +204,13 @@ impl Interpreter {
                         return Err(unsupported(&op.op, "depth multiplier other than 1"));
                     }
                     let wv = const_f32(&raw, w)?;
+                    if wv.len() != kh * kw * c {
+                        return Err(Error::tflite(format!(
+                            "depthwise filter `{}` holds {} values",
+                            model.tensors[w].name,
+                            wv.len()
+                        )));
+                    }
                     // (1, KH, KW, C) -> (C, KH, KW)
                     let mut weight = vec![0.0; c * kh * kw];
                     for (p, &v) in wv.iter().enumerate() {

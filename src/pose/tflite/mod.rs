@@ -735,3 +735,202 @@ fn read_op(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pose::interpreter::Interpreter;
+    use candle_core::{Device, Tensor};
+    use proptest::prelude::*;
+
+    /// A hand-made TFLite file: a 1x1 convolution (2 output channels, fused
+    /// ReLU) whose fp16 filter is stored CSR-sparse behind DENSIFY and
+    /// DEQUANTIZE, as the pose detector stores its kernels; `op` replaces
+    /// the convolution's operator code.
+    fn tiny_model(conv_code: fb::BuiltinOperator) -> Vec<u8> {
+        let f16s = |v: &[f32]| {
+            v.iter()
+                .flat_map(|x| f16::from_f32(*x).to_le_bytes())
+                .collect::<Vec<u8>>()
+        };
+        let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let tensor = |shape: &[i32], ty: fb::TensorType, buffer: u32, name: &str| fb::Tensor {
+            shape: Some(shape.to_vec()),
+            type_: ty,
+            buffer,
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        let dense = |n: i32| fb::DimensionMetadata {
+            format: fb::DimensionType::Dense,
+            dense_size: n,
+            ..Default::default()
+        };
+        let mut sparse_filter = tensor(&[2, 1, 1, 1], fb::TensorType::Float16, 1, "filter_sparse");
+        // Filter (2, 1, 1, 1) = [2, 0]: only output channel 0 stores a value.
+        sparse_filter.sparsity = Some(Box::new(fb::SparsityParameters {
+            traversal_order: Some(vec![0, 1, 2, 3]),
+            block_map: None,
+            dim_metadata: Some(vec![
+                dense(2),
+                dense(1),
+                dense(1),
+                fb::DimensionMetadata {
+                    format: fb::DimensionType::SparseCsr,
+                    dense_size: 0,
+                    array_segments: Some(fb::SparseIndexVector::Uint8Vector(Box::new(
+                        fb::Uint8Vector {
+                            values: Some(vec![0, 1, 1]),
+                        },
+                    ))),
+                    array_indices: Some(fb::SparseIndexVector::Uint8Vector(Box::new(
+                        fb::Uint8Vector {
+                            values: Some(vec![0]),
+                        },
+                    ))),
+                },
+            ]),
+        }));
+        let tensors = vec![
+            tensor(&[1, 3, 3, 1], fb::TensorType::Float32, 0, "input"),
+            sparse_filter,
+            tensor(&[2, 1, 1, 1], fb::TensorType::Float16, 0, "filter_f16"),
+            tensor(&[2, 1, 1, 1], fb::TensorType::Float32, 0, "filter"),
+            tensor(&[2], fb::TensorType::Float32, 2, "bias"),
+            tensor(&[1, 3, 3, 2], fb::TensorType::Float32, 0, "output"),
+        ];
+        let code = |c: fb::BuiltinOperator| fb::OperatorCode {
+            builtin_code: c,
+            deprecated_builtin_code: (c as i32).min(127) as i8,
+            ..Default::default()
+        };
+        let op = |index: u32,
+                  inputs: Vec<i32>,
+                  output: i32,
+                  options: Option<fb::BuiltinOptions>| fb::Operator {
+            opcode_index: index,
+            inputs: Some(inputs),
+            outputs: Some(vec![output]),
+            builtin_options: options,
+            ..Default::default()
+        };
+        let conv = fb::Conv2DOptions {
+            padding: fb::Padding::Same,
+            stride_w: 1,
+            stride_h: 1,
+            fused_activation_function: fb::ActivationFunctionType::Relu,
+            dilation_w_factor: 1,
+            dilation_h_factor: 1,
+        };
+        let model = fb::Model {
+            version: 3,
+            operator_codes: Some(vec![
+                code(fb::BuiltinOperator::Densify),
+                code(fb::BuiltinOperator::Dequantize),
+                code(conv_code),
+            ]),
+            subgraphs: Some(vec![fb::SubGraph {
+                tensors: Some(tensors),
+                inputs: Some(vec![0]),
+                outputs: Some(vec![5]),
+                operators: Some(vec![
+                    op(0, vec![1], 2, None),
+                    op(1, vec![2], 3, None),
+                    op(
+                        2,
+                        vec![0, 3, 4],
+                        5,
+                        Some(fb::BuiltinOptions::Conv2DOptions(Box::new(conv))),
+                    ),
+                ]),
+                name: None,
+            }]),
+            description: Some("skelact test".into()),
+            buffers: Some(vec![
+                fb::Buffer::default(),
+                fb::Buffer {
+                    data: Some(f16s(&[2.0])),
+                    ..Default::default()
+                },
+                fb::Buffer {
+                    data: Some(f32s(&[0.5, -1.0])),
+                    ..Default::default()
+                },
+            ]),
+            metadata_buffer: None,
+        };
+        // planus 1.3 writes a file identifier before the root offset rather
+        // than after it, so the identifier goes in by hand: 8 bytes after the
+        // root offset (keeping 8-byte alignment), the root offset moved by 8.
+        let plain = planus::Builder::new().finish(&model, None).to_vec();
+        let root = u32::from_le_bytes([plain[0], plain[1], plain[2], plain[3]]) + 8;
+        let mut bytes = root.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"TFL3");
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(&plain[4..]);
+        bytes
+    }
+
+    #[test]
+    fn hand_made_model_runs() {
+        let model = Model::from_bytes(&tiny_model(fb::BuiltinOperator::Conv2d)).unwrap();
+        assert_eq!(model.op_names(), ["DENSIFY", "DEQUANTIZE", "CONV_2D"]);
+        assert_eq!(model.description, "skelact test");
+        let it = Interpreter::new(&model, &Device::Cpu).unwrap();
+        let x: Vec<f32> = (0..9).map(|i| i as f32 - 4.0).collect();
+        let y = it
+            .run(&[Tensor::from_vec(x.clone(), (1, 3, 3, 1), &Device::Cpu).unwrap()])
+            .unwrap();
+        let y = y[0].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // Channel 0: relu(2x + 0.5); channel 1: relu(0x - 1) = 0.
+        let want: Vec<f32> = x
+            .iter()
+            .flat_map(|v| [(2.0 * v + 0.5f32).max(0.0), 0.0])
+            .collect();
+        assert_eq!(y, want);
+    }
+
+    #[test]
+    fn unsupported_operator_is_named() {
+        match Model::from_bytes(&tiny_model(fb::BuiltinOperator::Softmax)) {
+            Err(Error::TfliteUnsupported { name, code, .. }) => {
+                assert_eq!(name, "Softmax");
+                assert_eq!(code, 25);
+            }
+            other => panic!("expected TfliteUnsupported, got {other:?}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Truncated or corrupted files give a typed error (or a model that
+        /// then runs or errors), never a panic.
+        #[test]
+        fn corrupt_bytes_never_panic(cut in 0usize..2000, flips in proptest::collection::vec((0usize..2000, any::<u8>()), 0..6)) {
+            let mut bytes = tiny_model(fb::BuiltinOperator::Conv2d);
+            for (at, v) in flips {
+                let n = bytes.len();
+                bytes[at % n] = v;
+            }
+            bytes.truncate(cut.min(bytes.len()));
+            if let Ok(model) = Model::from_bytes(&bytes) {
+                if let Ok(it) = Interpreter::new(&model, &Device::Cpu) {
+                    if let Some(shape) = it.input_shape(0) {
+                        if shape.iter().product::<usize>() < 1 << 16 {
+                            let x = Tensor::zeros(shape, candle_core::DType::F32, &Device::Cpu).unwrap();
+                            let _ = it.run(&[x]);
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Arbitrary bytes behind a TFL3 identifier never panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 8..512)) {
+            bytes[4..8].copy_from_slice(b"TFL3");
+            let _ = Model::from_bytes(&bytes);
+        }
+    }
+}
