@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_model;
 mod cli;
+mod pose;
 mod quantize;
 mod run;
 #[cfg(feature = "train")]
@@ -117,6 +118,10 @@ enum Command {
         #[arg(long)]
         frames: Option<u64>,
     },
+    /// The 33 BlazePose landmarks (MediaPipe's topology, image pixels) of
+    /// the person in a PNG photograph, from MediaPipe's TFLite networks run
+    /// in candle (fetch them with .ci/fetch-blazepose.sh DIR).
+    Pose(pose::PoseArgs),
     /// Benchmarks.
     Bench {
         /// What to measure.
@@ -147,6 +152,10 @@ enum BenchCommand {
     /// plan), same weights and windows, in one run: times, ratios,
     /// GFLOP/s against this machine's matmul rate, logits agreement.
     Model(bench_model::BenchModelArgs),
+    /// BlazePose on one photograph: detector, landmark model, frame with
+    /// detection and tracked frame, ms on this CPU; with --python, MediaPipe
+    /// on the same image in the same run.
+    Pose(pose::BenchPoseArgs),
 }
 
 fn main() -> Result<()> {
@@ -176,6 +185,10 @@ fn main() -> Result<()> {
         Command::Bench {
             what: BenchCommand::Model(a),
         } => bench_model::bench_model(&a).context("bench model"),
+        Command::Bench {
+            what: BenchCommand::Pose(a),
+        } => pose::bench_pose(&a).context("bench pose"),
+        Command::Pose(a) => pose::pose(&a).context("pose"),
         #[cfg(feature = "train")]
         Command::Train(a) => train::train(*a).context("train"),
         #[cfg(feature = "train")]
