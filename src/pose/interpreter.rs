@@ -424,7 +424,18 @@ impl Interpreter {
                     (*stride, *stride),
                     (*dilation, *dilation),
                 )?;
-                let mut y = x.conv2d(weight, 0, *stride, *dilation, 1)?;
+                let mut y = if kh == 1 && kw == 1 && *stride == 1 {
+                    // A pointwise convolution is one matrix product per image:
+                    // (O, C) x (C, H*W), without candle's im2col copy.
+                    let (n, c, h, w) = x.dims4()?;
+                    let o = weight.dim(0)?;
+                    let w2 = weight.reshape((o, c))?;
+                    w2.broadcast_left(n)?
+                        .matmul(&x.reshape((n, c, h * w))?)?
+                        .reshape((n, o, h, w))?
+                } else {
+                    x.conv2d(weight, 0, *stride, *dilation, 1)?
+                };
                 if let Some(b) = bias {
                     y = y.broadcast_add(b)?;
                 }
