@@ -145,6 +145,31 @@ pub enum Error {
         message: String,
     },
 
+    /// A TFLite model file is not a valid TFLite FlatBuffer (verification
+    /// failed), or its graph is inconsistent (an index out of range, a
+    /// buffer too short for its tensor, a sparse tensor whose index arrays
+    /// do not fit its shape).
+    #[error("invalid TFLite model: {reason}")]
+    Tflite {
+        /// What is wrong, naming the tensor or operator where known.
+        reason: String,
+        /// The FlatBuffer verifier's error, when it was the verifier that refused.
+        #[source]
+        source: Option<planus::Error>,
+    },
+
+    /// A TFLite graph uses an operator (or an operator option) that
+    /// skelact's interpreter does not implement.
+    #[error("unsupported TFLite operator {name} (builtin code {code}){detail}")]
+    TfliteUnsupported {
+        /// The operator's name in TensorFlow Lite's schema.
+        name: String,
+        /// Its builtin code.
+        code: i32,
+        /// What about it is unsupported, when the operator itself is known.
+        detail: String,
+    },
+
     /// A tokenizer file did not load, or a text did not tokenize (GAP's
     /// sentence encoder, feature `train`).
     #[error("tokenizer {path}: {source}")]
@@ -163,6 +188,14 @@ impl Error {
         Self::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// A TFLite format error that the verifier did not raise.
+    pub fn tflite(reason: impl Into<String>) -> Self {
+        Self::Tflite {
+            reason: reason.into(),
+            source: None,
         }
     }
 

@@ -29,6 +29,8 @@
 //! - [`runtime`]: the live pipeline — tracker, windows, batched inference,
 //!   decisions, sinks, latency histograms — behind
 //!   [`runtime::Runtime::builder`].
+//! - [`pose`]: 2D body landmarks from colour images (MediaPipe BlazePose's
+//!   TFLite networks read and run in candle).
 //! - [`board`]: board profiles (`boards/*.toml`).
 //!
 //! ## Performance
@@ -43,6 +45,7 @@ pub mod error;
 pub mod kernel;
 pub mod lift;
 pub mod model;
+pub mod pose;
 pub mod runtime;
 pub mod skeleton;
 pub mod source;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_model;
 mod cli;
+mod pose;
 mod quantize;
 #[cfg(feature = "realsense")]
 mod realsense;
@@ -126,6 +127,10 @@ enum Command {
         #[command(subcommand)]
         what: RealsenseCommand,
     },
+    /// The 33 BlazePose landmarks (MediaPipe's topology, image pixels) of
+    /// the person in a PNG photograph, from MediaPipe's TFLite networks run
+    /// in candle (fetch them with .ci/fetch-blazepose.sh DIR).
+    Pose(pose::PoseArgs),
     /// Benchmarks.
     Bench {
         /// What to measure.
@@ -169,6 +174,10 @@ enum BenchCommand {
         #[arg(long, default_value = "ntu25")]
         layout: String,
     },
+    /// BlazePose on one photograph: detector, landmark model, frame with
+    /// detection and tracked frame, ms on this CPU; with --python, MediaPipe
+    /// on the same image in the same run.
+    Pose(pose::BenchPoseArgs),
 }
 
 #[cfg(feature = "realsense")]
@@ -225,6 +234,10 @@ fn main() -> Result<()> {
             RealsenseCommand::List => realsense::list().context("realsense list"),
             RealsenseCommand::Info { file } => realsense::info(&file).context("realsense info"),
         },
+        Command::Bench {
+            what: BenchCommand::Pose(a),
+        } => pose::bench_pose(&a).context("bench pose"),
+        Command::Pose(a) => pose::pose(&a).context("pose"),
         #[cfg(feature = "train")]
         Command::Train(a) => train::train(*a).context("train"),
         #[cfg(feature = "train")]
