@@ -21,6 +21,9 @@
 //! - [`trainer`]: the loop, checkpoints, metrics CSV, export.
 //! - [`gap`]: GAP's text descriptions, sentence encoder, part head and
 //!   multi-part contrastive loss (`Method::Gap`).
+//! - [`mmcl`]: MMCL co-learning with UTD-MHAD's depth video: depth
+//!   pairing, depth encoder, NT-Xent alignment, teacher-feature refinement
+//!   (`Method::Mmcl`).
 
 pub mod augment;
 pub mod backend;
@@ -29,6 +32,7 @@ pub mod gap;
 pub mod loss;
 pub mod masking;
 pub mod metrics;
+pub mod mmcl;
 pub mod optim;
 pub mod plot;
 pub mod trainer;

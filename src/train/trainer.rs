@@ -8,6 +8,9 @@
 //! ([`super::gap`]) to the cross-entropy; its head is trained and
 //! checkpointed beside the model (`gap-head.safetensors`) but never
 //! exported, so the model directory is the same as a supervised run's.
+//! [`Method::Mmcl`] likewise adds MMCL's depth alignment and refinement
+//! losses ([`super::mmcl`]; its modules checkpointed as
+//! `mmcl.safetensors`, never exported).
 //!
 //! The recipe defaults follow CTR-GCN's NW-UCLA configuration
 //! (`config/ucla/default.yaml`: SGD Nesterov 0.9, lr 0.1, batch 16, weight
@@ -57,17 +60,22 @@ pub enum Method {
     /// Cross-entropy + 0.8 x GAP's multi-part contrastive loss against text
     /// descriptions ([`super::gap`]); exports the same model directory.
     Gap,
+    /// Cross-entropy + 0.2 x refined cross-entropy + 0.1 x depth-skeleton
+    /// NT-Xent: MMCL co-learning with UTD-MHAD's depth video
+    /// ([`super::mmcl`]); exports the same model directory.
+    Mmcl,
 }
 
 impl Method {
-    /// Parses `supervised` / `gap`.
+    /// Parses `supervised` / `gap` / `mmcl`.
     pub fn by_name(name: &str) -> Result<Self> {
         match name.to_ascii_lowercase().as_str() {
             "supervised" | "ce" => Ok(Method::Supervised),
             "gap" => Ok(Method::Gap),
+            "mmcl" => Ok(Method::Mmcl),
             other => Err(Error::config(
                 "method",
-                format!("unknown method `{other}` (supervised, gap)"),
+                format!("unknown method `{other}` (supervised, gap, mmcl)"),
             )),
         }
     }
@@ -147,6 +155,9 @@ pub struct TrainConfig {
     /// GAP's sentence encoder folder (else `$SKELACT_TEXT_MODEL`).
     #[serde(default)]
     pub text_model: Option<PathBuf>,
+    /// MMCL's teacher file and depth frames per window.
+    #[serde(default)]
+    pub mmcl: super::mmcl::MmclConfig,
     /// Model name in the card.
     pub name: String,
     /// The command line, for the card.
@@ -198,6 +209,7 @@ impl TrainConfig {
             time_budget_s: None,
             method: Method::Supervised,
             text_model: None,
+            mmcl: Default::default(),
             name: "ctrgcn-edge-nwucla".into(),
             command: String::new(),
         }
@@ -316,6 +328,18 @@ pub fn train_sample(
     aug: &AugmentConfig,
     rng: &mut ChaCha8Rng,
 ) -> Result<Prepared> {
+    Ok(train_sample_indexed(clip, card, aug, rng)?.0)
+}
+
+/// [`train_sample`] and the clip's source frame indices it took (in
+/// window order), for objectives that pair the window with another
+/// modality of the same time span (MMCL).
+pub fn train_sample_indexed(
+    clip: &Clip,
+    card: &ModelCard,
+    aug: &AugmentConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Prepared, Vec<Option<usize>>)> {
     let layout = card.layout()?;
     let idx = augment::random_sorted_indices(clip.num_frames, card.temporal.frames, rng);
     let mut tf = |x: &mut [f32], _t: usize, _m: usize, _v: usize| aug.apply(x, layout, rng);
@@ -328,7 +352,7 @@ pub fn train_sample(
         },
     )?;
     aug.apply_masks(&mut p.joints, p.frames, layout, rng);
-    Ok(p)
+    Ok((p, idx))
 }
 
 /// Scores `clips` with `encoder` in inference mode, through the card's
@@ -429,6 +453,7 @@ const STATE: &str = "state.json";
 /// Per-epoch records, in the work directory and the model directory.
 pub const METRICS: &str = "metrics.csv";
 const GAP_HEAD: &str = "gap-head.safetensors";
+const MMCL_MODULES: &str = "mmcl.safetensors";
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| Error::io(path, e))
@@ -603,7 +628,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
     log::debug!("{} pre-BN biases held at zero", frozen.len());
     io(&cfg.work_dir, std::fs::create_dir_all(&cfg.work_dir))?;
     let mut gap = match cfg.method {
-        Method::Supervised => None,
+        Method::Supervised | Method::Mmcl => None,
         Method::Gap => Some(super::gap::Gap::new(
             &card.architecture,
             cfg.benchmark,
@@ -612,9 +637,24 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             device,
         )?),
     };
+    let mut mmcl = match cfg.method {
+        Method::Mmcl => Some(super::mmcl::Mmcl::new(
+            &card.architecture,
+            cfg.benchmark,
+            &cfg.data_root,
+            &split.train,
+            &cfg.mmcl,
+            &cfg.work_dir,
+            device,
+        )?),
+        _ => None,
+    };
     let mut trained = params(&varmap)?;
     if let Some(g) = &gap {
         trained.extend(params(&g.varmap)?);
+    }
+    if let Some(m) = &mmcl {
+        trained.extend(params(&m.varmap)?);
     }
     let mut opt = cfg.build_optimizer(trained);
     let mut schedule = Schedule {
@@ -625,6 +665,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
     };
     let ckpt = cfg.work_dir.join(CHECKPOINT);
     let gap_ckpt = cfg.work_dir.join(GAP_HEAD);
+    let mmcl_ckpt = cfg.work_dir.join(MMCL_MODULES);
     let mom = cfg.work_dir.join(match cfg.optimizer {
         OptimizerKind::Sgd => MOMENTUM,
         OptimizerKind::Adamw => ADAMW_STATE,
@@ -640,6 +681,9 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         varmap.load(&ckpt)?;
         if let Some(g) = gap.as_mut() {
             g.varmap.load(&gap_ckpt)?;
+        }
+        if let Some(m) = mmcl.as_mut() {
+            m.varmap.load(&mmcl_ckpt)?;
         }
         let text = io(&state_path, std::fs::read_to_string(&state_path))?;
         state =
@@ -691,20 +735,35 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             opt.set_lr(schedule.lr(e));
             let prepared = batch
                 .iter()
-                .map(|&i| train_sample(&split.train[i], &card, &cfg.augment, &mut rng))
+                .map(|&i| train_sample_indexed(&split.train[i], &card, &cfg.augment, &mut rng))
                 .collect::<Result<Vec<_>>>()?;
-            let refs: Vec<&Prepared> = prepared.iter().collect();
+            let refs: Vec<&Prepared> = prepared.iter().map(|(p, _)| p).collect();
             let x = window::to_input(&refs, &card, device)?;
             let labels: Vec<u32> = batch.iter().map(|&i| split.train[i].label as u32).collect();
             let y = Tensor::from_vec(labels.clone(), batch.len(), device)?;
             let t0 = Instant::now();
-            let (logits, loss) = match &gap {
-                None => {
+            let (logits, loss) = match (&gap, &mmcl) {
+                (None, None) => {
                     let logits = encoder.forward_t(&x, true)?;
                     let loss = cross_entropy_smoothed(&logits, &y, cfg.label_smoothing)?;
                     (logits, loss)
                 }
-                Some(g) => {
+                (None, Some(m)) => {
+                    let (logits, h) = encoder.forward_with_features(&x, true)?;
+                    let ce = cross_entropy_smoothed(&logits, &y, cfg.label_smoothing)?;
+                    let clips: Vec<&Clip> = batch.iter().map(|&i| &split.train[i]).collect();
+                    let windows: Vec<&[Option<usize>]> =
+                        prepared.iter().map(|(_, w)| w.as_slice()).collect();
+                    let terms = m.loss(&h, &logits, &y, &clips, &windows, cfg.label_smoothing)?;
+                    log::debug!(
+                        "step {step}: cross-entropy {:.4}, refined {:.4}, align {:.4}",
+                        ce.to_scalar::<f32>()?,
+                        terms.refined_ce.to_scalar::<f32>()?,
+                        terms.align.to_scalar::<f32>()?
+                    );
+                    (logits, (ce + terms.weighted()?)?)
+                }
+                (Some(g), _) => {
                     let (logits, h) = encoder.forward_with_features(&x, true)?;
                     let ce = cross_entropy_smoothed(&logits, &y, cfg.label_smoothing)?;
                     let part = g.loss(&h, &labels, &mut rng)?;
@@ -789,6 +848,9 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         if let Some(g) = &gap {
             g.varmap.save(&gap_ckpt)?;
         }
+        if let Some(m) = &mmcl {
+            m.varmap.save(&mmcl_ckpt)?;
+        }
         let m = opt.state()?;
         if !m.is_empty() {
             candle_core::safetensors::save(&m, &mom)?;
@@ -840,9 +902,10 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             (f64::NAN, 0),
             |a, b| if a.0.is_nan() || b.0 > a.0 { b } else { a },
         );
-    let objective = match &gap {
-        None => String::from("Objective: supervised (cross-entropy)."),
-        Some(g) => format!(
+    let objective = match (&gap, &mmcl) {
+        (None, Some(m)) => m.describe(),
+        (None, None) => String::from("Objective: supervised (cross-entropy)."),
+        (Some(g), _) => format!(
             "Objective: GAP (Xiang et al., ICCV 2023): cross-entropy + {} x the multi-part \
              contrastive loss (global + head, arms, hip, legs; learnable logit scales, soft \
              same-class targets, symmetric KL) against frozen all-MiniLM-L6-v2 embeddings of \

@@ -104,6 +104,20 @@ enum Command {
         #[arg(long, default_value = "python3")]
         python: String,
     },
+    /// Write MMCL's teacher features (per UTD-MHAD clip: RMS dynamic
+    /// acceleration, RMS angular rate, share of fast-turning samples of the
+    /// wearable inertial sensor) as a safetensors file for `train --method
+    /// mmcl --teacher FILE` (feature `train`).
+    #[cfg(feature = "train")]
+    MmclTeacher {
+        /// Data root (holds utd-mhad/inertial/); default $SKELACT_DATA,
+        /// else ../shared/data.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run the live pipeline: joints in, events out (JSON Lines on stdout
     /// by default), latency report at exit. Defaults: the synthetic demo
     /// scene and the shipped model.
@@ -250,6 +264,10 @@ fn main() -> Result<()> {
         } => train::eval(&model, dataset, data, limit, !no_plot).context("eval"),
         #[cfg(feature = "train")]
         Command::Plot { dir, out } => train::plot(&dir, out.as_deref()).context("plot"),
+        #[cfg(feature = "train")]
+        Command::MmclTeacher { data, out } => {
+            train::mmcl_teacher(data, &out).context("mmcl-teacher")
+        }
         #[cfg(feature = "train")]
         Command::FetchTextModel { dir, python } => {
             train::fetch_text_model(&dir, &python).context("fetch-text-model")

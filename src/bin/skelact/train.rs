@@ -20,14 +20,22 @@ pub struct TrainArgs {
     /// ../shared/data.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Training objective: supervised, or gap (cross-entropy + GAP's
-    /// multi-part text contrastive loss; needs --text-model).
+    /// Training objective: supervised, gap (cross-entropy + GAP's
+    /// multi-part text contrastive loss; needs --text-model), or mmcl
+    /// (co-learning with UTD-MHAD's depth video; --dataset utd).
     #[arg(long, default_value = "supervised")]
     pub method: String,
     /// GAP's sentence encoder: the folder `skelact fetch-text-model`
     /// wrote (default: $SKELACT_TEXT_MODEL).
     #[arg(long)]
     pub text_model: Option<PathBuf>,
+    /// MMCL's teacher features (`skelact mmcl-teacher` writes them;
+    /// default: the inertial teacher, computed into the work directory).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// MMCL: depth frames paired with each skeleton window.
+    #[arg(long, default_value_t = skelact::train::mmcl::DEFAULT_DEPTH_FRAMES)]
+    pub depth_frames: usize,
     /// Architecture: ctrgcn-edge, ctrgcn, stgcn-edge, stgcn.
     #[arg(long, default_value = "ctrgcn-edge")]
     pub arch: String,
@@ -171,6 +179,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     cfg.arch = a.arch;
     cfg.method = Method::by_name(&a.method)?;
     cfg.text_model = a.text_model;
+    cfg.mmcl.teacher = a.teacher;
+    cfg.mmcl.depth_frames = a.depth_frames;
     cfg.blocks = a.blocks.as_deref().map(parse_blocks).transpose()?;
     cfg.repeat = a.repeat;
     cfg.batch_size = a.batch_size;
@@ -380,5 +390,27 @@ pub fn fetch_text_model(dir: &Path, python: &str) -> Result<()> {
         dir.display()
     );
     println!("  or: export {TEXT_MODEL_ENV}={}", dir.display());
+    Ok(())
+}
+
+/// `skelact mmcl-teacher`: MMCL's inertial teacher features for every
+/// UTD-MHAD recording under `data`, written to `out`.
+pub fn mmcl_teacher(data: Option<PathBuf>, out: &Path) -> Result<()> {
+    use skelact::train::mmcl::TeacherFeatures;
+    let utd = data_root(data).join("utd-mhad");
+    let t = TeacherFeatures::from_inertial(&utd)
+        .with_context(|| format!("reading {}", utd.join("inertial").display()))?;
+    t.write(out)?;
+    println!(
+        "wrote {} ({} clips x {} features: {})",
+        out.display(),
+        t.by_clip.len(),
+        t.dim(),
+        t.names.join(", ")
+    );
+    println!(
+        "use: skelact train --method mmcl --dataset utd --teacher {}",
+        out.display()
+    );
     Ok(())
 }
