@@ -34,6 +34,7 @@
 pub mod anchor;
 pub mod blazepose;
 pub mod depthwise;
+pub mod detector;
 pub mod image;
 pub mod interpreter;
 pub mod roi;

@@ -6,23 +6,33 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use skelact::lift::{DepthLookup, Intrinsics, LandmarkDetector, Landmarks2d};
+use skelact::pose::{BlazePose, POSE_MODEL_ENV};
 use skelact::runtime::Histogram;
 use skelact::skeleton::Layout;
 use skelact::source::realsense::{list_devices, summarize_file, CaptureConfig, RealSenseSource};
 use skelact::source::{Frame, JointSource};
 
-/// The landmark network for `--source realsense`. BlazePose is not wired
-/// into this build yet, so this is a typed error naming the option.
+/// The landmark network for `--source realsense`: BlazePose from
+/// `--pose-model DIR`, else from `$SKELACT_POSE_MODEL`.
 pub fn landmark_detector(pose_model: Option<&Path>) -> Result<Box<dyn LandmarkDetector>> {
-    Err(anyhow::Error::new(skelact::Error::config(
-        "--pose-model",
-        match pose_model {
-            None => "`--source realsense` needs a 2D landmark model: pass --pose-model DIR (BlazePose), \
-                     which this build cannot load yet"
-                .to_string(),
-            Some(d) => format!("cannot load {}: no BlazePose landmark model in this build yet", d.display()),
+    let dir = match pose_model {
+        Some(d) => d.to_path_buf(),
+        None => match std::env::var_os(POSE_MODEL_ENV).filter(|v| !v.is_empty()) {
+            Some(p) => std::path::PathBuf::from(p),
+            None => {
+                return Err(anyhow::Error::new(skelact::Error::config(
+                    "--pose-model",
+                    format!(
+                        "`--source realsense` needs BlazePose's two TFLite files: pass --pose-model DIR \
+                         or set {POSE_MODEL_ENV} (.ci/fetch-blazepose.sh DIR fetches them)"
+                    ),
+                )))
+            }
         },
-    )))
+    };
+    let bp =
+        BlazePose::load(&dir).with_context(|| format!("load BlazePose from {}", dir.display()))?;
+    Ok(Box::new(bp))
 }
 
 /// Opens `--source realsense[:FILE]`, lifting to MediaPipe-33 (the runtime
