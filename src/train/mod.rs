@@ -21,16 +21,23 @@
 //! - [`trainer`]: the loop, checkpoints, metrics CSV, export.
 //! - [`gap`]: GAP's text descriptions, sentence encoder, part head and
 //!   multi-part contrastive loss (`Method::Gap`).
+//! - [`mae`]: SkeletonMAE's masked graph autoencoder pretraining; [`init`]
+//!   loads its encoder before fine-tuning (`--arch skeletonmae --init`).
+//! - [`scd`]: SCD-Net's dual-branch contrastive pretraining with momentum
+//!   encoder and queues, linear evaluation and kNN retrieval.
 
 pub mod augment;
 pub mod backend;
 pub mod data;
 pub mod gap;
+pub mod init;
 pub mod loss;
+pub mod mae;
 pub mod masking;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
+pub mod scd;
 pub mod trainer;
 
 pub use data::{Benchmark, Split};

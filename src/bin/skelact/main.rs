@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 
 mod bench_model;
 mod cli;
+#[cfg(feature = "train")]
+mod pretrain;
 mod quantize;
 mod run;
 #[cfg(feature = "train")]
@@ -55,6 +57,11 @@ enum Command {
     /// directory (feature `train`).
     #[cfg(feature = "train")]
     Train(Box<train::TrainArgs>),
+    /// Self-supervised pretraining (feature `train`): `mae` (SkeletonMAE)
+    /// writes encoder weights for `skelact train --arch skeletonmae
+    /// --init`.
+    #[cfg(feature = "train")]
+    Pretrain(Box<pretrain::PretrainArgs>),
     /// Evaluate a model directory on its data set's test split (feature
     /// `train`).
     #[cfg(feature = "train")]
@@ -178,6 +185,8 @@ fn main() -> Result<()> {
         } => bench_model::bench_model(&a).context("bench model"),
         #[cfg(feature = "train")]
         Command::Train(a) => train::train(*a).context("train"),
+        #[cfg(feature = "train")]
+        Command::Pretrain(a) => pretrain::pretrain(*a).context("pretrain"),
         #[cfg(feature = "train")]
         Command::Eval {
             model,
