@@ -133,7 +133,7 @@ impl GcnUnit {
         let shifted = (0..self.kernel)
             .map(|i| padded.narrow(1, i, t))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let stacked = Tensor::cat(&shifted, 3)?; // (N, T, V, k*C_out)
+        let stacked = Tensor::cat(&shifted, 3)?.contiguous()?; // (N, T, V, k*C_out)
         let h = self.temporal.forward(&stacked)?; // (N, T, V, C_out)
         let h = bn(&self.bn2, &h.reshape((n * t * v, co))?, train)?.relu()?;
         Ok(h.reshape((n, t, v, co))?)
