@@ -164,7 +164,8 @@ fn pretrain_then_fine_tune_exports_a_loadable_model() -> anyhow::Result<()> {
     let vm = VarMap::new();
     SkeletonMae::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
     let set = init::load_matching(&vm, &pre.weights, &dev)?;
-    let gin_tensors = 2 + cfg.gin.layers * 5 + cfg.gin.layers;
+    // embed (2); per layer: GIN (5), norm (2), PReLU (1)
+    let gin_tensors = 2 + cfg.gin.layers * 8;
     assert_eq!(set, gin_tensors);
     let file = candle_core::safetensors::load(&pre.weights, &dev)?;
     let got = vm.data().lock().unwrap()["gin.layers.2.lin2.weight"]
@@ -181,6 +182,15 @@ fn pretrain_then_fine_tune_exports_a_loadable_model() -> anyhow::Result<()> {
     ft.name = "skeletonmae-test".into();
     let out = trainer::train_on(&ft, &split, &dev)?;
     assert!(out.card.provenance.notes.contains("initialised from"));
+    // Every exported (f16) tensor is finite: un-normalised GIN sums once
+    // overflowed the input batch norm's variance in f16.
+    let exported =
+        candle_core::safetensors::load(work.path().join("model/weights.safetensors"), &dev)?;
+    for (name, t) in &exported {
+        let t = t.to_dtype(DType::F32)?.flatten_all()?;
+        let finite = t.to_vec1::<f32>()?.iter().all(|x| x.is_finite());
+        assert!(finite, "{name} has a non-finite value");
+    }
     let dir = ModelDir::open(work.path().join("model"))?;
     let loaded = dir.load(&dev, Some(DType::F32))?;
     let e = trainer::evaluate(loaded.encoder.as_ref(), dir.card(), &split.test, 64, &dev)?;

@@ -71,6 +71,10 @@ pub struct PretrainArgs {
     /// Work directory (metrics).
     #[arg(long, default_value = "runs/pretrain")]
     pub work_dir: PathBuf,
+    /// Start from these weights (scd: a saved `scd.safetensors`; with
+    /// `--epochs 0` only linear evaluation and kNN run).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// Pretrained weights to write (default WORK_DIR/mae.safetensors).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -87,6 +91,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
     base.frames = a.frames;
     base.seed = a.seed;
     base.limit = a.limit;
+    base.init = a.init.clone();
     match a.method.as_str() {
         "mae" => pretrain_mae(a, base, bench),
         "scd" => pretrain_scd(a, base, bench),
@@ -95,6 +100,9 @@ pub fn pretrain(a: PretrainArgs) -> Result<()> {
 }
 
 fn pretrain_mae(a: PretrainArgs, mut base: TrainConfig, bench: Benchmark) -> Result<()> {
+    if a.init.is_some() {
+        bail!("--init is for scd (MAE pretraining starts from fresh weights)");
+    }
     let lr = a.lr.unwrap_or(1e-3);
     base.arch = "skeletonmae".into();
     base.lr = lr;

@@ -59,13 +59,44 @@ impl GinLayer {
     }
 }
 
+/// Layer norm over the last dimension, from differentiable ops (candle's
+/// fused `layer_norm` has no backward pass).
+#[derive(Debug, Clone)]
+pub struct NodeNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl NodeNorm {
+    /// Weights `weight` (ones) and `bias` (zeros) of width `d`.
+    pub fn new(d: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(d, "weight", candle_nn::Init::Const(1.0))?,
+            bias: vb.get_with_hints(d, "bias", candle_nn::Init::Const(0.0))?,
+        })
+    }
+
+    /// `x: (..., d)` normalised per node (eps 1e-5, as `nn.LayerNorm`).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(candle_core::D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(candle_core::D::Minus1)?;
+        let y = xc.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
+        Ok(y.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?)
+    }
+}
+
 /// SkeletonMAE's encoder: a linear embedding of the coordinates, then GIN
-/// layers each followed by a PReLU (weights `embed.*`, `layers.{i}.*`,
-/// `acts.{i}.weight`).
+/// layers each followed by a layer norm and a PReLU, as GraphMAE's GIN
+/// applies a norm and the activation after every layer (weights `embed.*`,
+/// `layers.{i}.*`, `norms.{i}.*`, `acts.{i}.weight`). Without the norm the
+/// sums over neighbours grow layer by layer: features reached 1e4 and their
+/// batch-norm variance overflowed f16 in an exported model.
 #[derive(Debug, Clone)]
 pub struct GinEncoder {
     embed: Linear,
     layers: Vec<GinLayer>,
+    norms: Vec<NodeNorm>,
     acts: Vec<PReLU>,
     adj: Tensor,
 }
@@ -77,7 +108,9 @@ impl GinEncoder {
         let embed = linear(cfg.in_channels, cfg.hidden, vb.pp("embed"))?;
         let mut layers = Vec::with_capacity(cfg.layers);
         let mut acts = Vec::with_capacity(cfg.layers);
+        let mut norms = Vec::with_capacity(cfg.layers);
         for i in 0..cfg.layers {
+            norms.push(NodeNorm::new(cfg.hidden, vb.pp(format!("norms.{i}")))?);
             layers.push(GinLayer::new(
                 cfg.hidden,
                 cfg.hidden,
@@ -88,6 +121,7 @@ impl GinEncoder {
         Ok(Self {
             embed,
             layers,
+            norms,
             acts,
             adj,
         })
@@ -103,8 +137,8 @@ impl GinEncoder {
         // x: (B, V, C_in)
         let (b, v, _c) = x.dims3()?;
         let mut h = self.embed.forward(x)?; // (B, V, D)
-        for (layer, act) in self.layers.iter().zip(&self.acts) {
-            h = layer.forward(&h, &self.adj)?;
+        for ((layer, norm), act) in self.layers.iter().zip(&self.norms).zip(&self.acts) {
+            h = norm.forward(&layer.forward(&h, &self.adj)?)?;
             let d = h.dim(2)?;
             h = act.forward(&h.reshape((b * v, d))?)?.reshape((b, v, d))?;
         }

@@ -38,7 +38,8 @@ pub fn features(
             .collect::<Result<Vec<_>>>()?;
         let refs: Vec<&Prepared> = prepared.iter().collect();
         let x = window::to_input(&refs, card, device)?;
-        out.push(enc.features(&x, false)?.joined()?);
+        // Frozen: detached, so the probe never back-propagates into the encoder.
+        out.push(enc.features(&x, false)?.joined()?.detach());
     }
     if out.is_empty() {
         return Err(Error::config("data", "no clips to embed"));

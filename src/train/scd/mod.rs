@@ -95,7 +95,9 @@ fn batch_input(views: &[Prepared], card: &ModelCard, device: &Device) -> Result<
 }
 
 /// Pretrains on the training clips of `split`, then runs linear
-/// evaluation and kNN on its test clips.
+/// evaluation and kNN on its test clips. With `base.init` the query
+/// encoder starts from those weights; with zero epochs only the evaluation
+/// runs (of a saved encoder, or of a random one as a reference).
 pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOutcome> {
     if split.train.is_empty() || split.test.is_empty() {
         return Err(Error::config(
@@ -108,6 +110,10 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
     let (vq, vk) = (VarMap::new(), VarMap::new());
     let query = build(cfg, &card, &vq, device)?;
     let key = build(cfg, &card, &vk, device)?;
+    if let Some(init) = &cfg.base.init {
+        let n = super::init::load_matching(&vq, init, device)?;
+        log::info!("{n} tensors initialised from {}", init.display());
+    }
     momentum::copy_into(&vk, &vq)?;
     let mut opt = cfg.base.build_optimizer(trainer::params(&vq)?);
     let schedule = Schedule {
