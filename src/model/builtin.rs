@@ -58,6 +58,7 @@ pub fn card(name: &str) -> Option<Result<ModelCard>> {
             Architecture::Ctrgcn(c) => c.num_person = persons,
             Architecture::Stgcn(c) => c.num_person = persons,
             Architecture::Efficientgcn(_) => {}
+            Architecture::Skeletonmae(c) => c.backbone.num_person = persons,
         }
         Ok(ModelCard {
             name: name.to_string(),

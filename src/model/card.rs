@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ctrgcn, efficientgcn, stgcn};
+use crate::model::{ctrgcn, efficientgcn, skeletonmae, stgcn};
 use crate::skeleton::Layout;
 use crate::window::{stream, Stream};
 use crate::{Error, Result};
@@ -34,6 +34,9 @@ pub enum Architecture {
     Stgcn(stgcn::Config),
     /// EfficientGCN (Song et al., TPAMI 2022).
     Efficientgcn(efficientgcn::Config),
+    /// SkeletonMAE's fine-tuned network (Yan et al., ICCV 2023): a
+    /// per-frame GIN encoder in front of a CTR-GCN stack.
+    Skeletonmae(skeletonmae::Config),
 }
 
 impl Architecture {
@@ -43,6 +46,7 @@ impl Architecture {
             Architecture::Ctrgcn(_) => "ctrgcn",
             Architecture::Stgcn(_) => "stgcn",
             Architecture::Efficientgcn(_) => "efficientgcn",
+            Architecture::Skeletonmae(_) => "skeletonmae",
         }
     }
 }
@@ -307,6 +311,13 @@ impl ModelCard {
                 num_person: self.input.persons,
                 in_channels: c.input_channels(),
                 layout: &c.layout,
+            },
+            Architecture::Skeletonmae(c) => ArchShape {
+                num_class: c.backbone.num_class,
+                num_point: c.backbone.num_point,
+                num_person: c.backbone.num_person,
+                in_channels: c.gin.in_channels,
+                layout: &c.backbone.layout,
             },
         }
     }

@@ -15,6 +15,7 @@ pub mod flops;
 pub mod import;
 pub mod layer;
 pub mod quantize;
+pub mod skeletonmae;
 pub mod stgcn;
 pub mod trace;
 

@@ -24,17 +24,24 @@
 //! - [`mmcl`]: MMCL co-learning with UTD-MHAD's depth video: depth
 //!   pairing, depth encoder, NT-Xent alignment, teacher-feature refinement
 //!   (`Method::Mmcl`).
+//! - [`mae`]: SkeletonMAE's masked graph autoencoder pretraining; [`init`]
+//!   loads its encoder before fine-tuning (`--arch skeletonmae --init`).
+//! - [`scd`]: SCD-Net's dual-branch contrastive pretraining with momentum
+//!   encoder and queues, linear evaluation and kNN retrieval.
 
 pub mod augment;
 pub mod backend;
 pub mod data;
 pub mod gap;
+pub mod init;
 pub mod loss;
+pub mod mae;
 pub mod masking;
 pub mod metrics;
 pub mod mmcl;
 pub mod optim;
 pub mod plot;
+pub mod scd;
 pub mod trainer;
 
 pub use data::{Benchmark, Split};

@@ -44,7 +44,7 @@ use crate::model::card::{
     SkeletonSpec, TemporalContract,
 };
 use crate::model::directory::{build_encoder, is_buffer};
-use crate::model::{ctrgcn, stgcn, Encoder, ModelDir};
+use crate::model::{ctrgcn, skeletonmae, stgcn, Encoder, ModelDir};
 use crate::skeleton::Layout;
 use crate::source::Clip;
 use crate::window::{self, PoseSeq, PrepareOptions, Prepared, Stream};
@@ -82,7 +82,13 @@ impl Method {
 }
 
 /// Architectures `skelact train` builds.
-pub const ARCHITECTURES: [&str; 4] = ["ctrgcn-edge", "ctrgcn", "stgcn-edge", "stgcn"];
+pub const ARCHITECTURES: [&str; 5] = [
+    "ctrgcn-edge",
+    "ctrgcn",
+    "stgcn-edge",
+    "stgcn",
+    "skeletonmae",
+];
 
 /// Everything a training run is made of.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,6 +164,10 @@ pub struct TrainConfig {
     /// MMCL's teacher file and depth frames per window.
     #[serde(default)]
     pub mmcl: super::mmcl::MmclConfig,
+    /// Pretrained weights (`skelact pretrain mae`'s file) to initialise
+    /// the model's matching tensors from before the first epoch.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
     /// Model name in the card.
     pub name: String,
     /// The command line, for the card.
@@ -210,6 +220,7 @@ impl TrainConfig {
             method: Method::Supervised,
             text_model: None,
             mmcl: Default::default(),
+            init: None,
             name: "ctrgcn-edge-nwucla".into(),
             command: String::new(),
         }
@@ -280,6 +291,20 @@ pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
         }
         "stgcn-edge" => Architecture::Stgcn(stgcn::Config::edge(layout.name(), k)?),
         "stgcn" => Architecture::Stgcn(stgcn::Config::published(layout.name(), k)?),
+        "skeletonmae" => {
+            let mut c = skeletonmae::Config::new(layout.name(), k)?;
+            if let Some(b) = &cfg.blocks {
+                c.backbone.blocks = b
+                    .iter()
+                    .map(|&(out_channels, stride)| ctrgcn::BlockSpec {
+                        out_channels,
+                        stride,
+                    })
+                    .collect();
+                c.validate()?;
+            }
+            Architecture::Skeletonmae(c)
+        }
         other => {
             return Err(Error::config(
                 "arch",
@@ -707,6 +732,9 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             ckpt.display(),
             state.epochs_done
         );
+    } else if let Some(init) = &cfg.init {
+        let n = super::init::load_matching(&varmap, init, device)?;
+        log::info!("{n} tensors initialised from {}", init.display());
     }
     let n_train = split.train.len();
     let per_epoch = n_train * cfg.repeat.max(1);
@@ -916,6 +944,13 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             g.descriptions_digest,
             g.bank.dim()
         ),
+    };
+    let objective = match &cfg.init {
+        Some(p) => format!(
+            "{objective} Matching weights initialised from {} (pretrained).",
+            p.display()
+        ),
+        None => objective,
     };
     card.provenance = Provenance {
         command: cfg.command.clone(),

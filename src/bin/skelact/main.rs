@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 mod bench_model;
 mod cli;
 mod pose;
+#[cfg(feature = "train")]
+mod pretrain;
 mod quantize;
 #[cfg(feature = "realsense")]
 mod realsense;
@@ -58,6 +60,11 @@ enum Command {
     /// directory (feature `train`).
     #[cfg(feature = "train")]
     Train(Box<train::TrainArgs>),
+    /// Self-supervised pretraining (feature `train`): `mae` (SkeletonMAE)
+    /// writes encoder weights for `skelact train --arch skeletonmae
+    /// --init`.
+    #[cfg(feature = "train")]
+    Pretrain(Box<pretrain::PretrainArgs>),
     /// Evaluate a model directory on its data set's test split (feature
     /// `train`).
     #[cfg(feature = "train")]
@@ -275,6 +282,8 @@ fn main() -> Result<()> {
         Command::Pose(a) => pose::pose(&a).context("pose"),
         #[cfg(feature = "train")]
         Command::Train(a) => train::train(*a).context("train"),
+        #[cfg(feature = "train")]
+        Command::Pretrain(a) => pretrain::pretrain(*a).context("pretrain"),
         #[cfg(feature = "train")]
         Command::Eval {
             model,

@@ -36,7 +36,7 @@ pub struct TrainArgs {
     /// MMCL: depth frames paired with each skeleton window.
     #[arg(long, default_value_t = skelact::train::mmcl::DEFAULT_DEPTH_FRAMES)]
     pub depth_frames: usize,
-    /// Architecture: ctrgcn-edge, ctrgcn, stgcn-edge, stgcn.
+    /// Architecture: ctrgcn-edge, ctrgcn, stgcn-edge, stgcn, skeletonmae.
     #[arg(long, default_value = "ctrgcn-edge")]
     pub arch: String,
     /// CTR-GCN blocks as width[/stride] list, e.g. 24,24,48/2,48,96/2,96.
@@ -124,6 +124,10 @@ pub struct TrainArgs {
     /// epoch so that training ends within it.
     #[arg(long)]
     pub time_budget: Option<f64>,
+    /// Initialise the model's matching weights from this safetensors file
+    /// (e.g. `skelact pretrain mae`'s output, with `--arch skeletonmae`).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// Model name in the card (default: the out directory's name).
     #[arg(long)]
     pub name: Option<String>,
@@ -181,6 +185,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     cfg.text_model = a.text_model;
     cfg.mmcl.teacher = a.teacher;
     cfg.mmcl.depth_frames = a.depth_frames;
+    cfg.init = a.init;
     cfg.blocks = a.blocks.as_deref().map(parse_blocks).transpose()?;
     cfg.repeat = a.repeat;
     cfg.batch_size = a.batch_size;

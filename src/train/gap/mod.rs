@@ -65,6 +65,7 @@ impl Gap {
         let c_feat = match arch {
             Architecture::Ctrgcn(c) => c.out_channels(),
             Architecture::Stgcn(c) => c.out_channels(),
+            Architecture::Skeletonmae(c) => c.backbone.out_channels(),
             Architecture::Efficientgcn(_) => {
                 return Err(Error::config(
                     "method",

@@ -119,6 +119,7 @@ pub fn feature_channels(arch: &Architecture) -> Result<usize> {
     match arch {
         Architecture::Ctrgcn(c) => Ok(c.out_channels()),
         Architecture::Stgcn(c) => Ok(c.out_channels()),
+        Architecture::Skeletonmae(c) => Ok(c.backbone.out_channels()),
         Architecture::Efficientgcn(_) => Err(Error::config(
             "method",
             "MMCL needs a CTR-GCN or ST-GCN backbone",
