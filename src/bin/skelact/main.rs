@@ -194,6 +194,10 @@ enum BenchCommand {
         /// Layout to lift to.
         #[arg(long, default_value = "ntu25")]
         layout: String,
+        /// BlazePose's folder (.ci/fetch-blazepose.sh): time the real
+        /// landmark networks instead of a stand-in detector.
+        #[arg(long)]
+        pose_model: Option<PathBuf>,
     },
     /// BlazePose on one photograph: detector, landmark model, frame with
     /// detection and tracked frame, ms on this CPU; with --python, MediaPipe
@@ -269,8 +273,10 @@ fn main() -> Result<()> {
                     file,
                     frames,
                     layout,
+                    pose_model,
                 },
-        } => realsense::bench(&file, frames, &layout).context("bench realsense"),
+        } => realsense::bench(&file, frames, &layout, pose_model.as_deref())
+            .context("bench realsense"),
         #[cfg(feature = "realsense")]
         Command::Realsense { what } => match what {
             RealsenseCommand::List => realsense::list().context("realsense list"),

@@ -146,16 +146,22 @@ impl LandmarkDetector for GridDetector {
 }
 
 /// `skelact bench realsense FILE`: the file played in a loop (real-time
-/// mode off) through capture + align + copy and detect + lift (with a
-/// stand-in detector), `frames` frames after one warm-up frame.
-pub fn bench(file: &Path, frames: u64, layout: &str) -> Result<()> {
+/// mode off) through capture + align + copy and detect + lift, `frames`
+/// frames after one warm-up frame. The detector is BlazePose from
+/// `pose_model` when given (capture to joints, as `--source realsense`
+/// runs it), else a stand-in with no network time.
+pub fn bench(file: &Path, frames: u64, layout: &str, pose_model: Option<&Path>) -> Result<()> {
     let layout = Layout::by_name(layout)?;
+    let detector: Box<dyn LandmarkDetector> = match pose_model {
+        Some(dir) => landmark_detector(Some(dir))?,
+        None => Box::new(GridDetector),
+    };
+    let detector_name = detector.describe();
     let (mut capture, mut pose) = (Histogram::new(), Histogram::new());
     let t_open = Instant::now();
     let mut cfg = CaptureConfig::file(file);
     cfg.loop_file = true;
-    let mut src =
-        RealSenseSource::open(&cfg, Box::new(GridDetector), layout, DepthLookup::default())?;
+    let mut src = RealSenseSource::open(&cfg, detector, layout, DepthLookup::default())?;
     let mut frame = Frame::new(layout, 4);
     // warm-up: pipeline start, first frameset
     while src.next_frame(&mut frame)? && frame.seq == skelact::source::live::NO_FRAME {}
@@ -173,7 +179,7 @@ pub fn bench(file: &Path, frames: u64, layout: &str) -> Result<()> {
     }
     let wall = t0.elapsed().as_secs_f64();
     println!(
-        "{}: open + first frame {open_s:.2} s; then {n} aligned 640x480 frames (file looped) in {wall:.2} s = {:.1} frames/s, 1 person lifted to {}",
+        "{}: open + first frame {open_s:.2} s; then {n} aligned 640x480 frames (file looped) in {wall:.2} s = {:.1} frames/s; detector: {detector_name}; people lifted to {}",
         file.display(),
         n as f64 / wall,
         layout.name()
