@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Tensor, D};
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// Mean over the batch of `(1 - eps) * nll + eps * mean_k(-log p_k)` for
 /// `logits: (N, K)` and `labels: (N,)` u32.
@@ -20,4 +20,20 @@ pub fn cross_entropy_smoothed(logits: &Tensor, labels: &Tensor, eps: f64) -> Res
     }
     let smooth = (logp.sum(1)?.neg()? / k as f64)?.mean_all()?;
     Ok(((nll * (1.0 - eps))? + (smooth * eps)?)?)
+}
+
+/// A scalar loss tensor as `f64`, refused with [`Error::NonFinite`] naming
+/// `what` (for example "training loss at epoch 3 step 12") when it is NaN
+/// or infinite, so a diverging run stops instead of writing garbage.
+pub fn finite_scalar(loss: &Tensor, what: impl FnOnce() -> String) -> Result<f64> {
+    let l = loss.to_scalar::<f32>()? as f64;
+    if l.is_finite() {
+        Ok(l)
+    } else {
+        Err(Error::NonFinite {
+            what: what(),
+            count: 1,
+            total: 1,
+        })
+    }
 }

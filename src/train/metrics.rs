@@ -149,6 +149,19 @@ pub fn parse_confusion(report: &str) -> Option<Vec<Vec<usize>>> {
     (k > 0 && rows.iter().all(|r| r.len() == k)).then_some(rows)
 }
 
+/// Writes `epoch,loss` rows (epochs from 1) to `path`: the loss history of
+/// a pretraining run.
+pub fn write_epoch_losses(path: &std::path::Path, losses: &[f64]) -> crate::Result<()> {
+    use std::io::Write;
+    let io = |e| crate::Error::io(path, e);
+    let mut f = std::fs::File::create(path).map_err(io)?;
+    writeln!(f, "epoch,loss").map_err(io)?;
+    for (i, l) in losses.iter().enumerate() {
+        writeln!(f, "{},{l:.6}", i + 1).map_err(io)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -824,14 +824,9 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
                 (t2 - t1).as_secs_f64() * 1e3,
                 t2.elapsed().as_secs_f64() * 1e3
             );
-            let l = loss.to_scalar::<f32>()? as f64;
-            if !l.is_finite() {
-                return Err(Error::NonFinite {
-                    what: format!("training loss at epoch {} step {step}", epoch + 1),
-                    count: 1,
-                    total: 1,
-                });
-            }
+            let l = crate::train::loss::finite_scalar(&loss, || {
+                format!("training loss at epoch {} step {step}", epoch + 1)
+            })?;
             loss_sum += l * batch.len() as f64;
             let pred: Vec<u32> = logits.argmax(1)?.to_vec1()?;
             correct += pred.iter().zip(&labels).filter(|(a, b)| a == b).count();

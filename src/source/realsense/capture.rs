@@ -15,7 +15,7 @@ use realsense_sys as sys;
 use super::ffi::{call, non_null, sdk_string, FrameQueue, FrameRef, ProcessingBlock};
 use super::rgbd::RgbdFrame;
 use super::session::{Session, Wait};
-use super::stream::{intrinsics_from_rs2, StreamInfo};
+use super::stream::{frame_profile, intrinsics_from_rs2, ProfileData, StreamInfo};
 use crate::{Error, Result};
 
 /// Where frames come from.
@@ -322,21 +322,7 @@ impl Capture {
                     sys::rs2_extract_frame(fs.ptr(), i, e)
                 })?;
                 let f = FrameRef(non_null("rs2_extract_frame", f)?);
-                let p = call("rs2_get_frame_stream_profile", |e| {
-                    sys::rs2_get_frame_stream_profile(f.ptr(), e)
-                })?;
-                let (mut stream, mut format, mut index, mut uid, mut fps) = (0, 0, 0, 0, 0);
-                call("rs2_get_stream_profile_data", |e| {
-                    sys::rs2_get_stream_profile_data(
-                        p,
-                        &mut stream,
-                        &mut format,
-                        &mut index,
-                        &mut uid,
-                        &mut fps,
-                        e,
-                    )
-                })?;
+                let (p, ProfileData { stream, format, .. }) = frame_profile(f.ptr())?;
                 if stream == sys::rs2_stream_RS2_STREAM_COLOR && color.is_none() {
                     color = Some((f, p, format));
                 } else if stream == sys::rs2_stream_RS2_STREAM_DEPTH && depth.is_none() {

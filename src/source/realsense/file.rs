@@ -13,7 +13,7 @@ use super::ffi::{
     c_path, call, non_null, Context, Device, FrameQueue, FrameRef, Sensor, SensorList,
     StreamProfileList,
 };
-use super::stream::StreamInfo;
+use super::stream::{frame_profile, ProfileData, StreamInfo};
 use crate::{Error, Result};
 
 /// Frames of one stream in a recording.
@@ -164,21 +164,7 @@ fn play_through(
                     };
                     if got != 0 {
                         let f = FrameRef(non_null("rs2_try_wait_for_frame", f)?);
-                        let p = call("rs2_get_frame_stream_profile", |e| {
-                            sys::rs2_get_frame_stream_profile(f.ptr(), e)
-                        })?;
-                        let (mut stream, mut format, mut index, mut uid, mut fps) = (0, 0, 0, 0, 0);
-                        call("rs2_get_stream_profile_data", |e| {
-                            sys::rs2_get_stream_profile_data(
-                                p,
-                                &mut stream,
-                                &mut format,
-                                &mut index,
-                                &mut uid,
-                                &mut fps,
-                                e,
-                            )
-                        })?;
+                        let (_, ProfileData { uid, .. }) = frame_profile(f.ptr())?;
                         let num = call("rs2_get_frame_number", |e| {
                             sys::rs2_get_frame_number(f.ptr(), e)
                         })?;

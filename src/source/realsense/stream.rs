@@ -34,18 +34,13 @@ impl StreamInfo {
     /// # Safety
     /// `profile` must be a live `rs2_stream_profile`.
     pub(crate) unsafe fn from_profile(profile: *const sys::rs2_stream_profile) -> Result<Self> {
-        let (mut stream, mut format, mut index, mut uid, mut fps) = (0, 0, 0, 0, 0);
-        call("rs2_get_stream_profile_data", |e| {
-            sys::rs2_get_stream_profile_data(
-                profile,
-                &mut stream,
-                &mut format,
-                &mut index,
-                &mut uid,
-                &mut fps,
-                e,
-            )
-        })?;
+        let ProfileData {
+            stream,
+            format,
+            index,
+            uid,
+            fps,
+        } = profile_data(profile)?;
         let is_video = call("rs2_stream_profile_is", |e| {
             sys::rs2_stream_profile_is(profile, sys::rs2_extension_RS2_EXTENSION_VIDEO_PROFILE, e)
         })?;
@@ -72,6 +67,55 @@ impl StreamInfo {
             intrinsics,
         })
     }
+}
+
+/// What `rs2_get_stream_profile_data` reports of a stream profile.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProfileData {
+    pub stream: sys::rs2_stream,
+    pub format: sys::rs2_format,
+    pub index: i32,
+    pub uid: i32,
+    pub fps: i32,
+}
+
+/// Reads a stream profile's type, format, index, unique id and rate.
+///
+/// # Safety
+/// `profile` must be a live `rs2_stream_profile`.
+pub(crate) unsafe fn profile_data(profile: *const sys::rs2_stream_profile) -> Result<ProfileData> {
+    let (mut stream, mut format, mut index, mut uid, mut fps) = (0, 0, 0, 0, 0);
+    call("rs2_get_stream_profile_data", |e| {
+        sys::rs2_get_stream_profile_data(
+            profile,
+            &mut stream,
+            &mut format,
+            &mut index,
+            &mut uid,
+            &mut fps,
+            e,
+        )
+    })?;
+    Ok(ProfileData {
+        stream,
+        format,
+        index,
+        uid,
+        fps,
+    })
+}
+
+/// A frame's stream profile (owned by the frame) and what it reports.
+///
+/// # Safety
+/// `frame` must be a live `rs2_frame`.
+pub(crate) unsafe fn frame_profile(
+    frame: *const sys::rs2_frame,
+) -> Result<(*const sys::rs2_stream_profile, ProfileData)> {
+    let p = call("rs2_get_frame_stream_profile", |e| {
+        sys::rs2_get_frame_stream_profile(frame, e)
+    })?;
+    Ok((p, profile_data(p)?))
 }
 
 /// skelact's intrinsics from the SDK's struct.

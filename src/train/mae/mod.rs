@@ -19,8 +19,7 @@ pub mod loss;
 pub mod mask;
 pub mod model;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -124,14 +123,9 @@ pub fn pretrain(cfg: &MaeConfig, split: &Split, device: &Device) -> Result<MaeOu
             )?;
             let z = mae.forward(&x, &m)?;
             let loss = loss::scaled_cosine_error(&z, &x, &m, cfg.beta)?;
-            let l = loss.to_scalar::<f32>()? as f64;
-            if !l.is_finite() {
-                return Err(Error::NonFinite {
-                    what: format!("MAE loss at epoch {} step {step}", epoch + 1),
-                    count: 1,
-                    total: 1,
-                });
-            }
+            let l = crate::train::loss::finite_scalar(&loss, || {
+                format!("MAE loss at epoch {} step {step}", epoch + 1)
+            })?;
             opt.step(&loss.backward()?, 1.0)?;
             sum += l * batch.len() as f64;
         }
@@ -145,7 +139,7 @@ pub fn pretrain(cfg: &MaeConfig, split: &Split, device: &Device) -> Result<MaeOu
             t0.elapsed().as_secs_f64()
         );
         losses.push(mean);
-        write_losses(&dir.join("mae-metrics.csv"), &losses)?;
+        crate::train::metrics::write_epoch_losses(&dir.join("mae-metrics.csv"), &losses)?;
         varmap.save(&out)?;
     }
     Ok(MaeOutcome {
@@ -153,14 +147,4 @@ pub fn pretrain(cfg: &MaeConfig, split: &Split, device: &Device) -> Result<MaeOu
         weights: out,
         wall_s: started.elapsed().as_secs_f64(),
     })
-}
-
-fn write_losses(path: &Path, losses: &[f64]) -> Result<()> {
-    let io = |e| Error::io(path, e);
-    let mut f = std::fs::File::create(path).map_err(io)?;
-    writeln!(f, "epoch,loss").map_err(io)?;
-    for (i, l) in losses.iter().enumerate() {
-        writeln!(f, "{},{l:.6}", i + 1).map_err(io)?;
-    }
-    Ok(())
 }

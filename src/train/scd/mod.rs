@@ -21,8 +21,7 @@ pub mod momentum;
 pub mod queue;
 pub mod view;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -181,14 +180,9 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
                 },
                 cfg.temperature,
             )?;
-            let l = loss.to_scalar::<f32>()? as f64;
-            if !l.is_finite() {
-                return Err(Error::NonFinite {
-                    what: format!("SCD-Net loss at epoch {} step {step}", epoch + 1),
-                    count: 1,
-                    total: 1,
-                });
-            }
+            let l = crate::train::loss::finite_scalar(&loss, || {
+                format!("SCD-Net loss at epoch {} step {step}", epoch + 1)
+            })?;
             opt.step(&loss.backward()?, 1.0)?;
             momentum::momentum_update(&vk, &vq, cfg.momentum)?;
             queues[0].enqueue(&k.temporal)?;
@@ -206,7 +200,7 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
             t0.elapsed().as_secs_f64()
         );
         losses.push(mean);
-        write_losses(&dir.join("scd-metrics.csv"), &losses)?;
+        crate::train::metrics::write_epoch_losses(&dir.join("scd-metrics.csv"), &losses)?;
         vq.save(&out)?;
     }
     let wall_s = started.elapsed().as_secs_f64();
@@ -230,14 +224,4 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
         wall_s,
         weights: out,
     })
-}
-
-fn write_losses(path: &Path, losses: &[f64]) -> Result<()> {
-    let io = |e| Error::io(path, e);
-    let mut f = std::fs::File::create(path).map_err(io)?;
-    writeln!(f, "epoch,loss").map_err(io)?;
-    for (i, l) in losses.iter().enumerate() {
-        writeln!(f, "{},{l:.6}", i + 1).map_err(io)?;
-    }
-    Ok(())
 }
