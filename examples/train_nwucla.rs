@@ -1,7 +1,7 @@
 //! Train the CTR-GCN edge model on NW-UCLA cross-view through the library
 //! API — the recipe of the shipped `models/ctrgcn-edge-nwucla` (what
-//! `skelact train --epochs E --repeat 1 --warmup 2 --cosine 0.0001
-//! --eval-every 2 --time-budget S` does), without the command line.
+//! `skelact train --epochs E --repeat 5 --warmup 1 --cosine 0.0001
+//! --eval-every 1 --time-budget S` does), without the command line.
 //!
 //! ```sh
 //! cargo run --release --features train --example train_nwucla -- \
@@ -24,10 +24,10 @@ fn main() -> anyhow::Result<()> {
     cfg.out = args.get(3).map(Into::into);
     cfg.time_budget_s = args.get(4).map(|s| s.parse()).transpose()?;
     cfg.limit = args.get(5).map(|s| s.parse()).transpose()?;
-    cfg.repeat = 1;
-    cfg.warmup_epochs = 2;
+    cfg.repeat = 5;
+    cfg.warmup_epochs = 1;
     cfg.decay = Decay::Cosine { min_lr: 1e-4 };
-    cfg.eval_every = 2;
+    cfg.eval_every = 1;
     cfg.progress = false;
     cfg.command = args.join(" ");
     let out = skelact::train::train(&cfg)?;

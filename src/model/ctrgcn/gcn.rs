@@ -21,7 +21,7 @@ use candle_nn::{Init, VarBuilder};
 
 use super::tcn::PointwiseBn;
 use crate::model::flops;
-use crate::model::layer::{add_along, add_trailing, BatchNorm, Pointwise};
+use crate::model::layer::{add_along, add_relu, add_trailing, mean_keepdim, BatchNorm, Pointwise};
 
 /// One subset's topology refinement and aggregation (`convs.{i}`).
 #[derive(Debug, Clone)]
@@ -191,10 +191,7 @@ impl UnitGcn {
         let (_n, _i, _t, _v) = x.dims4()?;
         // Shared by the subsets; averaged in f32: a sum over frames can
         // overflow f16.
-        let xm = x
-            .to_dtype(DType::F32)?
-            .mean_keepdim(2)?
-            .to_dtype(x.dtype())?; // (N, I, 1, V)
+        let xm = mean_keepdim(&x.to_dtype(DType::F32)?, 2)?.to_dtype(x.dtype())?; // (N, I, 1, V)
         let mut y: Option<Tensor> = None;
         for (i, conv) in self.convs.iter().enumerate() {
             let z = conv.forward(x, &xm, &self.pa.get(i)?, &self.alpha)?; // (N, O, T, V)
@@ -215,6 +212,6 @@ impl UnitGcn {
             Down::Identity => x.clone(),
             Down::Conv(d) => d.forward_t(x, train)?,
         };
-        (y + res)?.relu()
+        add_relu(&y, &res)
     }
 }

@@ -12,7 +12,7 @@ use candle_nn::{Dropout, Init, VarBuilder};
 use super::gcn::UnitGcn;
 use super::tcn::{MultiScaleTcn, PointwiseBn};
 use super::Config;
-use crate::model::layer::BatchNorm;
+use crate::model::layer::{add_relu, relu, BatchNorm};
 use crate::model::{flops, Encoder, Trace};
 use crate::skeleton::{graph, Layout};
 use crate::{Error, Result};
@@ -94,11 +94,11 @@ impl Block {
         let g = self.gcn1.forward_t(x, train)?; // (N, O, T, V)
         let y = self.tcn1.forward_t(&g, train)?; // (N, O, T', V)
         let y = match &self.residual {
-            Residual::None => y,
-            Residual::Identity => (y + x)?,
-            Residual::Conv(r) => (y + r.forward_t(x, train)?)?,
+            Residual::None => relu(&y)?,
+            Residual::Identity => add_relu(&y, x)?,
+            Residual::Conv(r) => add_relu(&y, &r.forward_t(x, train)?)?,
         };
-        Ok((g, y.relu()?))
+        Ok((g, y))
     }
 }
 

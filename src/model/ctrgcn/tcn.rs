@@ -16,7 +16,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::model::layer::{subsample_time, BatchNorm, Pointwise, TemporalConv};
+use crate::model::layer::{max_pool3_time, relu, BatchNorm, Pointwise, TemporalConv};
 
 /// A 1x1 convolution (optionally strided in time) followed by BN, or the
 /// two folded into one convolution.
@@ -127,19 +127,6 @@ impl TemporalConvBn {
     }
 }
 
-/// 3x1 max-pool along time with padding 1 and stride `s`, for inputs that
-/// are non-negative (they follow a ReLU, so zero padding equals PyTorch's
-/// -inf padding): `(N, C, T, V) -> (N, C, ceil(T / s), V)`.
-fn max_pool3_nonneg(x: &Tensor, s: usize) -> Result<Tensor> {
-    let (_n, _c, t, _v) = x.dims4()?;
-    let xp = x.pad_with_zeros(2, 1, 1)?; // (N, C, T + 2, V)
-    let m = xp
-        .narrow(2, 0, t)?
-        .maximum(&xp.narrow(2, 1, t)?)?
-        .maximum(&xp.narrow(2, 2, t)?)?; // (N, C, T, V), window centred on each frame
-    subsample_time(&m, s)
-}
-
 /// One dilated branch: 1x1 conv + BN + ReLU, then `(k, 1)` conv + BN
 /// (`branches.i.0`, `.1`, `.3.conv`, `.3.bn`).
 #[derive(Debug, Clone)]
@@ -233,11 +220,11 @@ impl MultiScaleTcn {
     pub(super) fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut outs = Vec::with_capacity(self.dilated.len() + 2);
         for b in &self.dilated {
-            let h = b.reduce.forward_t(x, train)?.relu()?; // (N, C/B, T, V)
+            let h = relu(&b.reduce.forward_t(x, train)?)?; // (N, C/B, T, V)
             outs.push(b.temporal.forward_t(&h, train)?); // (N, C/B, T', V)
         }
-        let h = self.pool.reduce.forward_t(x, train)?.relu()?;
-        let h = max_pool3_nonneg(&h, self.pool.stride)?;
+        let h = relu(&self.pool.reduce.forward_t(x, train)?)?;
+        let h = max_pool3_time(&h, self.pool.stride)?; // (N, C/B, T', V)
         outs.push(self.pool.bn.forward_t(&h, train)?);
         outs.push(self.pointwise.forward_t(x, train)?);
         Tensor::cat(&outs, 1) // (N, C, T', V)

@@ -1,21 +1,31 @@
 //! Batch normalization over dimension 1 of a tensor of any rank ≥ 2.
 //!
-//! Training uses candle-nn's implementation (batch statistics, running
-//! averages). Inference applies the folded per-channel affine map
-//! `x * scale + shift` in the input's dtype, which also works in f16 (the
-//! candle-nn module fails there on mixed dtypes).
+//! Training uses batch statistics and updates the running averages the way
+//! PyTorch does (momentum 0.1, unbiased variance), through the fused op of
+//! [`super::batch_norm_train`] on the CPU. Inference applies the folded
+//! per-channel affine map `x * scale + shift` in the input's dtype, which
+//! also works in f16 (candle-nn's module fails there on mixed dtypes).
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
+
+use super::batch_norm_train::batch_norm_train;
 
 /// Default epsilon, as in PyTorch.
 pub const BN_EPS: f64 = 1e-5;
+
+/// Weight of the new batch statistic in the running averages, as in
+/// PyTorch.
+pub const BN_MOMENTUM: f64 = 0.1;
 
 /// `BatchNorm{1,2}d` with PyTorch's parameter names (`weight`, `bias`,
 /// `running_mean`, `running_var`).
 #[derive(Debug, Clone)]
 pub struct BatchNorm {
-    inner: candle_nn::BatchNorm,
+    running_mean: Var,
+    running_var: Var,
+    weight: Tensor,
+    bias: Tensor,
     num_features: usize,
 }
 
@@ -33,9 +43,13 @@ impl BatchNorm {
         let running_var = vb.get_with_hints(c, "running_var", Init::Const(1.0))?;
         let weight = vb.get_with_hints(c, "weight", Init::Const(gamma))?;
         let bias = vb.get_with_hints(c, "bias", Init::Const(0.0))?;
-        let inner = candle_nn::BatchNorm::new(c, running_mean, running_var, weight, bias, BN_EPS)?;
+        // A tensor that is already a variable (a `VarMap`'s) is shared, so
+        // the running averages are saved with the other weights.
         Ok(Self {
-            inner,
+            running_mean: Var::from_tensor(&running_mean)?,
+            running_var: Var::from_tensor(&running_var)?,
+            weight,
+            bias,
             num_features: c,
         })
     }
@@ -48,13 +62,11 @@ impl BatchNorm {
     /// The inference-time affine map as `(scale, shift)`, each `(C,)` f32:
     /// `scale = gamma / sqrt(var + eps)`, `shift = beta - mean * scale`.
     pub fn scale_shift(&self) -> Result<(Tensor, Tensor)> {
-        let mean = self.inner.running_mean().to_dtype(DType::F32)?;
-        let var = self.inner.running_var().to_dtype(DType::F32)?;
-        let (gamma, beta) = match self.inner.weight_and_bias() {
-            Some((w, b)) => (w.to_dtype(DType::F32)?, b.to_dtype(DType::F32)?),
-            None => (mean.ones_like()?, mean.zeros_like()?),
-        };
-        let scale = (gamma / (var + self.inner.eps())?.sqrt()?)?;
+        let mean = self.running_mean.as_tensor().to_dtype(DType::F32)?;
+        let var = self.running_var.as_tensor().to_dtype(DType::F32)?;
+        let gamma = self.weight.to_dtype(DType::F32)?;
+        let beta = self.bias.to_dtype(DType::F32)?;
+        let scale = (gamma / (var + BN_EPS)?.sqrt()?)?;
         let shift = (beta - (mean * &scale)?)?;
         Ok((scale, shift))
     }
@@ -63,10 +75,38 @@ impl BatchNorm {
     /// the running averages; otherwise applies the folded affine map.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if train {
-            return self.inner.forward_train(x);
+            let (y, stats) = batch_norm_train(x, &self.weight, &self.bias, BN_EPS)?;
+            self.update_running(&stats, x.elem_count() / self.num_features.max(1))?;
+            return Ok(y);
         }
         let (scale, shift) = self.scale_shift()?;
         apply_channel_affine(x, &scale, &shift)
+    }
+}
+
+impl BatchNorm {
+    /// `running = (1 − m)·running + m·batch`, with the batch variance made
+    /// unbiased over the `count` values per channel.
+    fn update_running(
+        &self,
+        stats: &super::batch_norm_train::BatchStats,
+        count: usize,
+    ) -> Result<()> {
+        let c = self.num_features;
+        let dev = self.running_mean.device();
+        let unbias = if count > 1 {
+            count as f64 / (count as f64 - 1.0)
+        } else {
+            1.0
+        };
+        let rm = self.running_mean.as_tensor();
+        let rv = self.running_var.as_tensor();
+        let mean = Tensor::from_slice(&stats.mean, c, dev)?.to_dtype(rm.dtype())?;
+        let var = Tensor::from_slice(&stats.var, c, dev)?.to_dtype(rv.dtype())?;
+        self.running_mean
+            .set(&((rm * (1.0 - BN_MOMENTUM))? + (mean * BN_MOMENTUM)?)?)?;
+        self.running_var
+            .set(&((rv * (1.0 - BN_MOMENTUM))? + (var * (BN_MOMENTUM * unbias))?)?)
     }
 }
 

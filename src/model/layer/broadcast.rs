@@ -111,6 +111,10 @@ impl CustomOp2 for AddAlong {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // A constant bias (a frozen pre-BN bias in training) needs no sum.
+        if !bias.track_op() {
+            return Ok((Some(grad.clone()), None));
+        }
         let (a, c, b) = (self.a, self.c, self.b);
         // Sum over B: candle's contiguous last-dimension path.
         let g = grad.reshape((a, c, b))?.sum(2)?; // (A, C)
@@ -141,6 +145,9 @@ pub fn add_along(y: &Tensor, bias: &Tensor, dim: usize) -> Result<Tensor> {
     let bias = bias.to_dtype(y.dtype())?;
     let a: usize = dims[..dim].iter().product();
     let b: usize = dims[dim + 1..].iter().product();
+    if is_constant_zero(y, &bias)? {
+        return Ok(y.clone());
+    }
     if !y.device().is_cpu() || !supported(y.dtype()) {
         let mut shape = vec![1usize; dims.len()];
         shape[dim] = c;
@@ -166,6 +173,17 @@ pub fn add_trailing(y: &Tensor, t: &Tensor) -> Result<Tensor> {
     let a = y.elem_count() / c.max(1);
     y.contiguous()?
         .apply_op2(&t.flatten_all()?.contiguous()?, AddAlong { a, c, b: 1 })
+}
+
+/// In a training graph, a bias that is a constant (not a variable, not
+/// computed) and all zeros: the frozen pre-BN biases of
+/// `train::backend`. Adding it is the identity, so the copy is skipped.
+fn is_constant_zero(y: &Tensor, bias: &Tensor) -> Result<bool> {
+    if !y.track_op() || bias.track_op() || !bias.device().is_cpu() {
+        return Ok(false);
+    }
+    let v = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    Ok(v.iter().all(|&x| x == 0.0))
 }
 
 fn supported(dt: DType) -> bool {
@@ -276,6 +294,23 @@ mod tests {
             let d = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert_eq!(d, 0.0, "{dt:?}");
         }
+        Ok(())
+    }
+
+    /// A constant zero bias in a training graph is skipped forward and
+    /// gets no gradient; a variable one still does.
+    #[test]
+    fn constant_zero_bias_is_skipped() -> Result<()> {
+        let dev = Device::Cpu;
+        let y = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 4), &dev)?)?;
+        let zero = Tensor::zeros(3, DType::F32, &dev)?;
+        let out = add_along(&y, &zero, 1)?;
+        let grads = out.sum_all()?.backward()?;
+        assert!(grads.get(&zero).is_none());
+        assert_eq!(grads.get(&y).unwrap().sum_all()?.to_scalar::<f32>()?, 24.0);
+        let b = Var::from_tensor(&zero)?;
+        let grads = add_along(&y, &b, 1)?.sum_all()?.backward()?;
+        assert_eq!(grads.get(&b).unwrap().to_vec1::<f32>()?, vec![8.0; 3]);
         Ok(())
     }
 

@@ -125,7 +125,7 @@ impl Pointwise {
         let w = self.weight.reshape((o, i))?.to_dtype(x.dtype())?; // (O, I)
         let x = x.reshape((n, i, t * v))?; // (N, I, T*V)
         crate::model::flops::add((n * o * i * t * v) as u64);
-        let y = w.broadcast_left(n)?.matmul(&x.contiguous()?)?; // (N, O, T*V)
+        let y = super::weight_matmul(&w, &x)?; // (N, O, T*V)
         let y = y.reshape((n, o, t, v))?;
         match &self.bias {
             Some(b) => super::add_along(&y, b, 1),
@@ -231,7 +231,7 @@ impl TemporalConv {
         let cols = cols.reshape((n, i * k, t_out * v))?;
         let w = self.weight.reshape((o, i * k))?.to_dtype(x.dtype())?; // (O, I*K)
         crate::model::flops::add((n * o * i * k * t_out * v) as u64);
-        let y = w.broadcast_left(n)?.matmul(&cols)?; // (N, O, T'*V)
+        let y = super::weight_matmul(&w, &cols)?; // (N, O, T'*V)
         let y = y.reshape((n, o, t_out, v))?;
         match &self.bias {
             Some(b) => super::add_along(&y, b, 1),

@@ -9,10 +9,17 @@
 
 pub mod activation;
 pub mod batch_norm;
+pub mod batch_norm_train;
 pub mod broadcast;
 pub mod conv;
+pub mod pool;
+pub mod reduce;
+pub mod weight_matmul;
 
-pub use activation::{hard_swish, swish};
+pub use activation::{add_relu, hard_swish, relu, swish};
 pub use batch_norm::BatchNorm;
 pub use broadcast::{add_along, add_trailing};
 pub use conv::{subsample_time, Pointwise, TemporalConv};
+pub use pool::max_pool3_time;
+pub use reduce::mean_keepdim;
+pub use weight_matmul::weight_matmul;
