@@ -8,9 +8,9 @@
 //! Only f32 on the CPU takes that path; other dtypes and devices run
 //! candle's ops.
 
-use candle_core::{
-    backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+
+use super::cpu_slice::f32_slice;
 use rayon::prelude::*;
 
 /// Swish / SiLU: `x * sigmoid(x)`.
@@ -27,16 +27,6 @@ pub fn hard_swish(x: &Tensor) -> Result<Tensor> {
 /// Below this many elements the element-wise loops run on one thread.
 const PAR_MIN: usize = 1 << 15;
 const CHUNK: usize = 1 << 13;
-
-fn f32_slice<'s>(s: &'s CpuStorage, l: &Layout, op: &str) -> Result<&'s [f32]> {
-    let Some((o, e)) = l.contiguous_offsets() else {
-        candle_core::bail!("{op}: input must be contiguous");
-    };
-    match s {
-        CpuStorage::F32(v) => Ok(&v[o..e]),
-        _ => candle_core::bail!("{op}: f32 only, got {:?}", s.dtype()),
-    }
-}
 
 /// `out[i] = f(i-th elements)` over equal-length slices, in parallel chunks
 /// when large.

@@ -20,9 +20,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{
-    backend::BackendStorage, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+
+use super::cpu_slice::f32_slice;
 use rayon::prelude::*;
 
 /// Per-channel batch statistics of one forward pass: mean and biased
@@ -89,19 +89,6 @@ fn map_runs(d: Dims, x: &[f32], out: &mut [f32], f: impl Fn(usize, &[f32], &mut 
         });
 }
 
-fn contiguous<'s>(s: &'s CpuStorage, l: &Layout, what: &str) -> Result<&'s [f32]> {
-    let Some((o, e)) = l.contiguous_offsets() else {
-        candle_core::bail!("skelact-batch-norm: {what} must be contiguous");
-    };
-    match s {
-        CpuStorage::F32(v) => Ok(&v[o..e]),
-        _ => candle_core::bail!(
-            "skelact-batch-norm: {what} must be f32, not {:?}",
-            s.dtype()
-        ),
-    }
-}
-
 /// Forward: `(x, γ, β) → y`, recording the batch statistics for backward
 /// and for the running averages.
 #[derive(Debug, Clone)]
@@ -126,9 +113,9 @@ impl CustomOp3 for BnForward {
         lb: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = self.d;
-        let x = contiguous(sx, lx, "x")?;
-        let gamma = contiguous(sg, lg, "weight")?;
-        let beta = contiguous(sb, lb, "bias")?;
+        let x = f32_slice(sx, lx, "skelact-batch-norm x")?;
+        let gamma = f32_slice(sg, lg, "skelact-batch-norm weight")?;
+        let beta = f32_slice(sb, lb, "skelact-batch-norm bias")?;
         if x.len() != d.a * d.c * d.b || gamma.len() != d.c || beta.len() != d.c {
             candle_core::bail!("skelact-batch-norm: shapes do not match {d:?}");
         }
@@ -205,9 +192,9 @@ impl CustomOp3 for BnBackward {
         lw: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = self.d;
-        let x = contiguous(sx, lx, "x")?;
-        let g = contiguous(sg, lg, "gradient")?;
-        let gamma = contiguous(sw, lw, "weight")?;
+        let x = f32_slice(sx, lx, "skelact-batch-norm x")?;
+        let g = f32_slice(sg, lg, "skelact-batch-norm gradient")?;
+        let gamma = f32_slice(sw, lw, "skelact-batch-norm weight")?;
         let n = d.a * d.c * d.b;
         if x.len() != n || g.len() != n || gamma.len() != d.c {
             candle_core::bail!("skelact-batch-norm-backward: shapes do not match {d:?}");

@@ -12,6 +12,7 @@ pub mod batch_norm;
 pub mod batch_norm_train;
 pub mod broadcast;
 pub mod conv;
+mod cpu_slice;
 pub mod pool;
 pub mod reduce;
 pub mod weight_matmul;

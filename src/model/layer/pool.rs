@@ -11,9 +11,9 @@
 //! The input must be non-negative (the branch pools a ReLU's output), so
 //! that zero padding equals PyTorch's −∞ padding.
 
-use candle_core::{
-    backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+
+use super::cpu_slice::f32_slice;
 use rayon::prelude::*;
 
 use super::conv::subsample_time;
@@ -36,16 +36,6 @@ impl MaxPool3 {
     fn window(&self, to: usize) -> std::ops::Range<usize> {
         let c = to * self.s;
         c.saturating_sub(1)..(c + 2).min(self.t)
-    }
-}
-
-fn f32_slice<'s>(s: &'s CpuStorage, l: &Layout, op: &str) -> Result<&'s [f32]> {
-    let Some((o, e)) = l.contiguous_offsets() else {
-        candle_core::bail!("{op}: input must be contiguous");
-    };
-    match s {
-        CpuStorage::F32(v) => Ok(&v[o..e]),
-        _ => candle_core::bail!("{op}: f32 only, got {:?}", s.dtype()),
     }
 }
 

@@ -7,9 +7,9 @@
 //! the spread gradient in one pass. f32 on the CPU only; other dtypes and
 //! devices use `mean_keepdim`.
 
-use candle_core::{
-    backend::BackendStorage, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+
+use super::cpu_slice::f32_slice;
 
 /// `x: (A, T, B) → (A, 1, B)`, the mean over `T`.
 #[derive(Debug, Clone, Copy)]
@@ -17,16 +17,6 @@ struct MeanMid {
     a: usize,
     t: usize,
     b: usize,
-}
-
-fn f32_slice<'s>(s: &'s CpuStorage, l: &Layout, op: &str) -> Result<&'s [f32]> {
-    let Some((o, e)) = l.contiguous_offsets() else {
-        candle_core::bail!("{op}: input must be contiguous");
-    };
-    match s {
-        CpuStorage::F32(v) => Ok(&v[o..e]),
-        _ => candle_core::bail!("{op}: f32 only, got {:?}", s.dtype()),
-    }
 }
 
 impl CustomOp1 for MeanMid {

@@ -11,9 +11,9 @@
 //! thread. f32 on the CPU only; other dtypes and devices use candle's
 //! `matmul`.
 
-use candle_core::{
-    backend::BackendStorage, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+
+use super::cpu_slice::f32_slice;
 use rayon::prelude::*;
 
 use crate::kernel::{matmul, MatMut, MatRef};
@@ -25,16 +25,6 @@ struct WeightMatmul {
     o: usize,
     q: usize,
     p: usize,
-}
-
-fn f32_slice<'s>(s: &'s CpuStorage, l: &Layout, op: &str) -> Result<&'s [f32]> {
-    let Some((o, e)) = l.contiguous_offsets() else {
-        candle_core::bail!("{op}: input must be contiguous");
-    };
-    match s {
-        CpuStorage::F32(v) => Ok(&v[o..e]),
-        _ => candle_core::bail!("{op}: f32 only, got {:?}", s.dtype()),
-    }
 }
 
 impl WeightMatmul {
