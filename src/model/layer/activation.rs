@@ -47,6 +47,21 @@ fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32>
     out
 }
 
+/// The forward of an element-wise op on two equal-length f32 inputs.
+fn binary_fwd(
+    name: &str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Result<(CpuStorage, Shape)> {
+    let a = f32_slice(s1, l1, name)?;
+    let b = f32_slice(s2, l2, name)?;
+    if a.len() != b.len() {
+        candle_core::bail!("{name}: {} vs {} elements", a.len(), b.len());
+    }
+    Ok((CpuStorage::F32(zip_map(a, b, f)), l1.shape().clone()))
+}
+
 /// `max(x, 0)`.
 #[derive(Debug, Clone, Copy)]
 struct Relu;
@@ -83,13 +98,7 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let a = f32_slice(s1, l1, self.name())?;
-        let b = f32_slice(s2, l2, self.name())?;
-        if a.len() != b.len() {
-            candle_core::bail!("skelact-add-relu: {} vs {} elements", a.len(), b.len());
-        }
-        let out = zip_map(a, b, |x, y| (x + y).max(0.0));
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        binary_fwd(self.name(), (s1, l1), (s2, l2), |x, y| (x + y).max(0.0))
     }
 
     fn bwd(
@@ -122,13 +131,13 @@ impl CustomOp2 for ReluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let r = f32_slice(s1, l1, self.name())?;
-        let g = f32_slice(s2, l2, self.name())?;
-        if r.len() != g.len() {
-            candle_core::bail!("skelact-relu-grad: {} vs {} elements", r.len(), g.len());
-        }
-        let out = zip_map(r, g, |r, g| if r > 0.0 { g } else { 0.0 });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        binary_fwd(self.name(), (s1, l1), (s2, l2), |r, g| {
+            if r > 0.0 {
+                g
+            } else {
+                0.0
+            }
+        })
     }
 }
 

@@ -11,7 +11,7 @@
 //! thread. f32 on the CPU only; other dtypes and devices use candle's
 //! `matmul`.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 use super::cpu_slice::f32_slice;
 use rayon::prelude::*;
@@ -78,8 +78,9 @@ impl CustomOp2 for WeightMatmul {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (n, o, q, p) = (self.n, self.o, self.q, self.p);
         // (N·Q·P + O·Q,): dx, then dW.
-        let packed = Tensor::cat(&[&w.detach().flatten_all()?, &grad.flatten_all()?], 0)?
-            .apply_op2(&x.detach(), WeightMatmulGrad(*self))?;
+        let packed =
+            w.detach()
+                .apply_op3(&grad.contiguous()?, &x.detach(), WeightMatmulGrad(*self))?;
         let dx = x
             .track_op()
             .then(|| packed.narrow(0, 0, n * q * p)?.reshape((n, q, p)))
@@ -92,31 +93,32 @@ impl CustomOp2 for WeightMatmul {
     }
 }
 
-/// Backward of [`WeightMatmul`]: `([W | dy], x) → [dx | dW]`. (The weight
-/// and the output gradient travel in one tensor: a custom op has at most
-/// three inputs, and one fewer copy than a separate op per gradient.)
+/// Backward of [`WeightMatmul`]: `(W, dy, x) → [dx | dW]` (one output:
+/// a custom op returns one tensor).
 #[derive(Debug, Clone, Copy)]
 struct WeightMatmulGrad(WeightMatmul);
 
-impl CustomOp2 for WeightMatmulGrad {
+impl CustomOp3 for WeightMatmulGrad {
     fn name(&self) -> &'static str {
         "skelact-weight-matmul-backward"
     }
 
     fn cpu_fwd(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
+        sw: &CpuStorage,
+        lw: &Layout,
+        sg: &CpuStorage,
+        lg: &Layout,
         sx: &CpuStorage,
         lx: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let WeightMatmul { n, o, q, p } = self.0;
-        let wg = f32_slice(s1, l1, self.name())?;
+        let w = f32_slice(sw, lw, self.name())?;
+        let g = f32_slice(sg, lg, self.name())?;
         let x = f32_slice(sx, lx, self.name())?;
-        if wg.len() != o * q + n * o * p {
-            candle_core::bail!("{}: {} elements", self.name(), wg.len());
+        if g.len() != n * o * p {
+            candle_core::bail!("{}: {} gradient elements", self.name(), g.len());
         }
-        let (w, g) = wg.split_at(o * q);
         self.0.check(w.len(), x.len(), self.name())?;
         let mut out = vec![0f32; n * q * p + o * q];
         let (dx, dw) = out.split_at_mut(n * q * p);
