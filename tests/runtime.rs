@@ -253,6 +253,85 @@ fn tracker_keeps_ids_through_short_gaps_and_expires_long_ones() {
     assert!(ids.contains(&1) && ids.contains(&2) && ids.contains(&3));
 }
 
+/// A missed frame is filled, once the person is seen again, by linear
+/// interpolation between the poses either side of the gap, with its own
+/// capture time; and a track that ends in a gap yields its short window
+/// ending at its last seen frame, not at a guessed one.
+#[test]
+fn gaps_are_interpolated_and_a_track_ends_at_its_last_seen_frame() {
+    let layout = Layout::kinect20_ucla();
+    let mut cfg = TrackerConfig::new(8);
+    cfg.max_gap_frames = 3;
+    cfg.stride = 100;
+    cfg.min_frames = 2;
+    let mut tr = Tracker::new(cfg, layout, layout).unwrap();
+    let mut f = Frame::new(layout, 1);
+    let mut w = TrackWindow::with_capacity(8, 20);
+    let pose = |x: f32| -> Vec<[f32; 3]> { (0..20).map(|j| [x, j as f32 * 0.1, 3.0]).collect() };
+    let mut windows = Vec::new();
+    // seen at frames 0..=4 (x = 0.0 .. 0.04), missed at 5 and 6, seen at 7
+    // (x = 0.1), then gone for good after frame 8
+    for n in 0..14u64 {
+        f.clear();
+        f.captured_at_ns = 1000 + n;
+        let x = match n {
+            0..=4 => Some(n as f32 * 0.01),
+            7 => Some(0.1),
+            8 => Some(0.11),
+            _ => None,
+        };
+        if let Some(x) = x {
+            f.push_pose().joints.copy_from_slice(&pose(x));
+        }
+        tr.push(&f, 0);
+        while tr.take_due(&mut w) {
+            windows.push((
+                w.frames,
+                w.first_captured_at_ns,
+                w.captured_at_ns,
+                w.joints.clone(),
+            ));
+        }
+    }
+    // frames 0..=8 are nine frames; the window of 8 came due at frame 7
+    // (the gap was filled then), the rest ended with the track
+    assert_eq!(tr.counts().tracks_started, 1);
+    let (frames, first, last, joints) = &windows[0];
+    assert_eq!((*frames, *first, *last), (8, 1000, 1007));
+    // x of joint 0 per frame: seen 0..0.04, filled 0.06 and 0.08, seen 0.1
+    let xs: Vec<f32> = (0..8).map(|t| joints[t * 60]).collect();
+    let want = [0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1];
+    for (a, b) in xs.iter().zip(want) {
+        assert!((a - b).abs() < 1e-6, "{xs:?} vs {want:?}");
+    }
+
+    // a track seen for 5 frames, then missed until it expires: one short
+    // window of the 5 seen frames, ending at the last one seen
+    let mut tr = Tracker::new(
+        TrackerConfig {
+            max_gap_frames: 6,
+            min_frames: 2,
+            ..TrackerConfig::new(8)
+        },
+        layout,
+        layout,
+    )
+    .unwrap();
+    let mut windows = Vec::new();
+    for n in 0..20u64 {
+        f.clear();
+        f.captured_at_ns = 2000 + n;
+        if n < 5 {
+            f.push_pose().joints.copy_from_slice(&pose(n as f32 * 0.01));
+        }
+        tr.push(&f, 0);
+        while tr.take_due(&mut w) {
+            windows.push((w.frames, w.captured_at_ns));
+        }
+    }
+    assert_eq!(windows, vec![(5, 2004)]);
+}
+
 #[test]
 fn nan_and_missing_joints_are_filled_or_counted() {
     let layout = Layout::kinect20_ucla();

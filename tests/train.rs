@@ -2,8 +2,9 @@
 //! matches its formula, every parameter is reached by the gradient,
 //! batch-norm statistics are saved, augmentations keep what they must and
 //! masks zero exactly what they chose, the loss matches a hand computation,
-//! and a short run on real NW-UCLA clips trains, evaluates and exports a
-//! model directory.
+//! a short run on real NW-UCLA clips trains, evaluates and exports a
+//! model directory, and a bone-stream model fuses with the shipped joint
+//! model.
 #![cfg(feature = "train")]
 
 mod common;
@@ -600,6 +601,69 @@ fn plots_are_png_files_of_the_shipped_run() -> anyhow::Result<()> {
         let w = u32::from_be_bytes(bytes[16..20].try_into()?);
         let h = u32::from_be_bytes(bytes[20..24].try_into()?);
         assert!(w >= 400 && h >= 300, "{}: {w}x{h}", png.display());
+    }
+    Ok(())
+}
+
+#[test]
+fn a_bone_stream_model_trains_and_fuses_with_the_shipped_joint_model() -> anyhow::Result<()> {
+    use skelact::train::fusion;
+    use skelact::window::Stream;
+    let Some(root) = common::shared_data("nw-ucla/all_sqe") else {
+        return Ok(());
+    };
+    let root = root.parent().unwrap().parent().unwrap().to_path_buf();
+    let work = tempfile::tempdir()?;
+    let mut cfg = TrainConfig::nwucla(root, work.path().join("run"), 1);
+    cfg.stream = Stream::Bone;
+    cfg.limit = Some(24);
+    cfg.frames = 16;
+    cfg.batch_size = 8;
+    cfg.repeat = 1;
+    cfg.progress = false;
+    cfg.out = Some(work.path().join("bone"));
+    let split = data::load(Benchmark::NwuclaCrossView, &cfg.data_root, cfg.limit)?;
+    let out = trainer::train_on(&cfg, &split, &Device::Cpu)?;
+    let bone = ModelDir::open(work.path().join("bone"))?;
+    assert_eq!(bone.card().input.streams, vec![Stream::Bone]);
+    assert!(bone.card().description.contains("bone stream"));
+    let joint = ModelDir::open("models/ctrgcn-edge-nwucla")?;
+    let cards = [joint.card(), bone.card()];
+    fusion::check_compatible(&cards)?;
+    let utd = ModelDir::open("models/ctrgcn-edge-utd")?;
+    assert!(fusion::check_compatible(&[joint.card(), utd.card()]).is_err());
+
+    let dev = Device::Cpu;
+    let labels: Vec<usize> = split.test.iter().map(|c| c.label).collect();
+    let mut scores = Vec::new();
+    for (dir, card) in [&joint, &bone].iter().zip(cards) {
+        let loaded = dir.load(&dev, Some(DType::F32))?;
+        let s = fusion::scores(loaded.encoder.as_ref(), card, &split.test, 5, &dev)?;
+        // Scores batch by batch give what the evaluation gives.
+        let e = trainer::evaluate(loaded.encoder.as_ref(), card, &split.test, 64, &dev)?;
+        assert_eq!(fusion::evaluate_scores(&s, &labels, 10).top1, e.top1);
+        scores.push(s);
+    }
+    assert_eq!(
+        fusion::evaluate_scores(&scores[1], &labels, 10).top1,
+        out.evaluation.top1
+    );
+    // A model fused with itself decides as it does alone; weight 0 drops a
+    // model; otherwise the weighted sum, element by element.
+    let alone = fusion::evaluate_scores(&scores[0], &labels, 10);
+    let twice = fusion::fuse(&[scores[0].clone(), scores[0].clone()], &[0.6, 0.4])?;
+    let dropped = fusion::fuse(&scores, &[0.6, 0.0])?;
+    for s in [twice, dropped] {
+        let e = fusion::evaluate_scores(&s, &labels, 10);
+        assert_eq!((e.top1, e.top5), (alone.top1, alone.top5));
+        assert_eq!(e.confusion, alone.confusion);
+    }
+    let fused = fusion::fuse(&scores, &[0.6, 0.6])?;
+    for (i, row) in fused.iter().enumerate() {
+        for (k, &x) in row.iter().enumerate() {
+            let want = 0.6 * scores[0][i][k] as f64 + 0.6 * scores[1][i][k] as f64;
+            assert!((x as f64 - want).abs() < 1e-5, "clip {i} class {k}");
+        }
     }
     Ok(())
 }

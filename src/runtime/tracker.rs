@@ -10,9 +10,13 @@
 //! - **Birth and expiry**: an unmatched pose starts a track (while fewer
 //!   than `max_people` are live); a track unseen for more than
 //!   `max_gap_frames` frames ends.
-//! - **Gap filling**: a missed frame repeats the track's last pose; a
-//!   missing joint (NaN or confidence 0) keeps its last position. A pose
-//!   with fewer than half its joints seen is dropped and counted.
+//! - **Gap filling**: frames in which a live track is missed are filled
+//!   when the person is seen again, by linear interpolation between the
+//!   last pose before the gap and the first one after it (capture times
+//!   kept); a missing joint (NaN or confidence 0) keeps its last position.
+//!   Nothing is guessed ahead: a window's newest frame is always a seen
+//!   one, and a track that ends in a gap ends at its last seen frame. A
+//!   pose with fewer than half its joints seen is dropped and counted.
 //! - **Windows**: each track owns a preallocated ring of the model's `T`
 //!   frames; the first window is due as soon as the ring is full, the next
 //!   ones every `stride` frames. A track that ends (or a stream that ends)
@@ -181,13 +185,6 @@ impl FrameRing {
         self.len = (self.len + 1).min(self.cap);
     }
 
-    /// Forgets the `k` newest frames.
-    pub fn drop_newest(&mut self, k: usize) {
-        let k = k.min(self.len);
-        self.len -= k;
-        self.head = (self.head + self.cap - k) % self.cap;
-    }
-
     /// Capture time of the newest frame (0 when empty).
     pub fn newest_stamp(&self) -> u64 {
         if self.len == 0 {
@@ -217,10 +214,10 @@ impl Track {
     /// The track ends: a short final window if it never yielded one and
     /// has enough frames, else an end marker if it yielded windows (so the
     /// decision stage can close its actions), else nothing.
-    fn end_track(&mut self, min_frames: usize, held: usize) {
-        // the frames held over the final gap were a guess that did not come
-        // true: the track's last frame is its last seen one
-        self.ring.drop_newest(held);
+    fn end_track(&mut self, min_frames: usize) {
+        // the frames of the final gap were never filled: the track's last
+        // frame is its last seen one
+        self.gap_stamps.clear();
         if !self.emitted {
             if self.ring.len() >= min_frames {
                 self.due = true;
@@ -251,6 +248,11 @@ struct Track {
     last_high_ns: Option<u64>,
     euro: OneEuroState,
     smoothed: Vec<[f32; 3]>,
+    /// Capture times of the frames missed since the last seen one
+    /// (capacity `max_gap_frames`, so filling never allocates).
+    gap_stamps: Vec<u64>,
+    /// Scratch for an interpolated pose.
+    fill: Vec<[f32; 3]>,
 }
 
 impl Track {
@@ -264,6 +266,43 @@ impl Track {
             }
             None => self.ring.push(&self.last, ts),
         }
+    }
+
+    /// The person is seen again after `gap_stamps.len()` missed frames:
+    /// pushes those frames, each interpolated linearly between `last` (the
+    /// pose before the gap) and `next` (the pose now seen; joints with
+    /// confidence 0 keep their last position).
+    fn fill_gap(&mut self, next: &[[f32; 3]], conf: &[f32], smoothing: Option<&OneEuro>) {
+        let n = self.gap_stamps.len();
+        for k in 0..n {
+            let a = (k + 1) as f32 / (n + 1) as f32;
+            for ((f, l), (p, &c)) in self
+                .fill
+                .iter_mut()
+                .zip(&self.last)
+                .zip(next.iter().zip(conf))
+            {
+                *f = if c > 0.0 {
+                    [
+                        l[0] + a * (p[0] - l[0]),
+                        l[1] + a * (p[1] - l[1]),
+                        l[2] + a * (p[2] - l[2]),
+                    ]
+                } else {
+                    *l
+                };
+            }
+            let ts = self.gap_stamps[k];
+            match smoothing {
+                Some(p) => {
+                    self.euro.filter(p, &self.fill, ts, &mut self.smoothed);
+                    self.ring.push(&self.smoothed, ts);
+                }
+                None => self.ring.push(&self.fill, ts),
+            }
+        }
+        self.since_emit += n;
+        self.gap_stamps.clear();
     }
 }
 
@@ -345,6 +384,8 @@ impl Tracker {
             last_high_ns: None,
             euro: OneEuroState::new(v),
             smoothed: vec![[0.0; 3]; v],
+            gap_stamps: Vec::with_capacity(cfg.max_gap_frames),
+            fill: vec![[0.0; 3]; v],
         };
         // room for some poses beyond max_people, so extra ones can still be
         // matched and counted
@@ -445,6 +486,7 @@ impl Tracker {
             t.live = true;
             t.id = id;
             t.missed = 0;
+            t.gap_stamps.clear();
             t.ring.clear();
             t.since_emit = 0;
             t.emitted = false;
@@ -485,23 +527,15 @@ impl Tracker {
             }
             let max_gap = self.cfg.max_gap_frames;
             let min_frames = self.cfg.min_frames;
-            let stride = self.cfg.stride;
-            let window = self.cfg.window;
-            let smoothing = self.cfg.smoothing;
             let t = &mut self.tracks[ti];
             t.missed += 1;
             if t.missed > max_gap {
                 t.live = false;
-                let held = t.missed - 1;
-                t.end_track(min_frames, held);
+                t.end_track(min_frames);
                 continue;
             }
-            t.push_pose(smoothing.as_ref(), ts);
-            t.received_ns = received_ns;
-            t.since_emit += 1;
-            if t.ring.len() == window && (t.since_emit >= stride || !t.emitted) {
-                t.due = true;
-            }
+            // filled when the person is seen again (or never)
+            t.gap_stamps.push(ts);
         }
         self.tracks.iter().filter(|t| t.due).count()
     }
@@ -560,6 +594,9 @@ impl Tracker {
         let hip = self.hip;
         let smoothing = self.cfg.smoothing;
         let t = &mut self.tracks[ti];
+        if !t.gap_stamps.is_empty() {
+            t.fill_gap(&self.det[di], &self.det_conf[di], smoothing.as_ref());
+        }
         for ((last, p), &c) in t.last.iter_mut().zip(&self.det[di]).zip(&self.det_conf[di]) {
             if c > 0.0 {
                 *last = *p;
@@ -594,8 +631,7 @@ impl Tracker {
         for t in &mut self.tracks {
             if t.live {
                 t.live = false;
-                let held = t.missed;
-                t.end_track(self.cfg.min_frames, held);
+                t.end_track(self.cfg.min_frames);
             }
         }
         self.tracks.iter().filter(|t| t.due).count()

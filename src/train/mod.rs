@@ -16,6 +16,8 @@
 //!   decay; warm-up with step or cosine decay.
 //! - [`loss`]: label-smoothed cross-entropy.
 //! - [`metrics`]: top-1 / top-5, per-class accuracy, confusion matrix.
+//! - [`fusion`]: weighted score fusion of models that read different
+//!   streams (CTR-GCN's four-stream ensemble).
 //! - [`plot`]: PNG loss/accuracy curves and confusion heatmaps.
 //! - [`backend`]: the training weight source (pre-BN biases frozen).
 //! - [`trainer`]: the loop, checkpoints, metrics CSV, export.
@@ -32,6 +34,7 @@
 pub mod augment;
 pub mod backend;
 pub mod data;
+pub mod fusion;
 pub mod gap;
 pub mod init;
 pub mod loss;

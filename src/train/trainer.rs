@@ -139,6 +139,10 @@ pub struct TrainConfig {
     pub clip_grad_norm: Option<f64>,
     /// Augmentations.
     pub augment: AugmentConfig,
+    /// The input stream the model reads (CTR-GCN trains one model per
+    /// stream and fuses their scores, [`super::fusion`]).
+    #[serde(default = "default_stream")]
+    pub stream: Stream,
     /// Seed of every random choice.
     pub seed: u64,
     /// Evaluate on the test split every this many epochs (and at the end).
@@ -172,6 +176,10 @@ pub struct TrainConfig {
     pub name: String,
     /// The command line, for the card.
     pub command: String,
+}
+
+fn default_stream() -> Stream {
+    Stream::Joint
 }
 
 fn default_betas() -> (f64, f64) {
@@ -211,6 +219,7 @@ impl TrainConfig {
             label_smoothing: 0.0,
             clip_grad_norm: None,
             augment: AugmentConfig::default(),
+            stream: Stream::Joint,
             seed: 1,
             eval_every: 1,
             progress: true,
@@ -318,14 +327,21 @@ pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
     let (data, split) = cfg.benchmark.describe();
     let card = ModelCard {
         name: cfg.name.clone(),
-        description: format!("{} trained on {data}, {split}", cfg.arch),
+        description: match cfg.stream {
+            Stream::Joint => format!("{} trained on {data}, {split}", cfg.arch),
+            s => format!(
+                "{} ({} stream) trained on {data}, {split}",
+                cfg.arch,
+                s.name()
+            ),
+        },
         precision: Precision::F32,
         skeleton: SkeletonSpec {
             layout: layout.name().to_string(),
             edge_hash: layout.edge_hash(),
         },
         input: InputSpec {
-            streams: vec![Stream::Joint],
+            streams: vec![cfg.stream],
             coords: 3,
             persons: 1,
             center_joint: layout.joint_index("spine")?,
@@ -380,6 +396,23 @@ pub fn train_sample_indexed(
     Ok((p, idx))
 }
 
+/// Class scores (logits, f32) of `clips` with `encoder` in inference mode,
+/// through the card's evaluation-time input path: `(clips, classes)`.
+pub fn forward_clips(
+    encoder: &dyn Encoder,
+    card: &ModelCard,
+    clips: &[Clip],
+    device: &Device,
+) -> Result<Tensor> {
+    let prepared = clips
+        .iter()
+        .map(|c| window::prepare(PoseSeq::from_clip(c)?, card, PrepareOptions::default()))
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&Prepared> = prepared.iter().collect();
+    let x = window::to_input(&refs, card, device)?; // (N, C, T, V, M)
+    Ok(encoder.forward_t(&x, false)?.to_dtype(DType::F32)?) // (N, K)
+}
+
 /// Scores `clips` with `encoder` in inference mode, through the card's
 /// evaluation-time input path.
 pub fn evaluate(
@@ -391,13 +424,7 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     let mut acc = Accumulator::new(card.classes.len());
     for chunk in clips.chunks(batch_size.max(1)) {
-        let prepared = chunk
-            .iter()
-            .map(|c| window::prepare(PoseSeq::from_clip(c)?, card, PrepareOptions::default()))
-            .collect::<Result<Vec<_>>>()?;
-        let refs: Vec<&Prepared> = prepared.iter().collect();
-        let x = window::to_input(&refs, card, device)?;
-        let logits = encoder.forward_t(&x, false)?.to_dtype(DType::F32)?;
+        let logits = forward_clips(encoder, card, chunk, device)?;
         let labels = Tensor::from_vec(
             chunk.iter().map(|c| c.label as u32).collect::<Vec<_>>(),
             chunk.len(),

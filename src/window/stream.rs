@@ -39,6 +39,41 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// CTR-GCN's four streams, the ones a model can be trained on alone.
+    pub const FOUR: [Stream; 4] = [
+        Stream::Joint,
+        Stream::Bone,
+        Stream::JointMotion,
+        Stream::BoneMotion,
+    ];
+
+    /// The name in model cards and on the command line (`joint`, `bone`,
+    /// `joint-motion`, `efficient-bone`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Joint => "joint",
+            Stream::Bone => "bone",
+            Stream::JointMotion => "joint-motion",
+            Stream::BoneMotion => "bone-motion",
+            Stream::EfficientJoint => "efficient-joint",
+            Stream::EfficientVelocity => "efficient-velocity",
+            Stream::EfficientBone => "efficient-bone",
+        }
+    }
+
+    /// One of [`Stream::FOUR`] by name.
+    pub fn by_name(name: &str) -> Result<Self> {
+        Self::FOUR
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                Error::config(
+                    "stream",
+                    format!("unknown stream `{name}` (joint, bone, joint-motion, bone-motion)"),
+                )
+            })
+    }
+
     /// Number of channels this stream contributes for `c` coordinate
     /// channels.
     pub fn channels(self, c: usize) -> usize {
@@ -165,6 +200,17 @@ mod tests {
 
     fn at(x: &Tensor, c: usize, t: usize, v: usize) -> f32 {
         x.i((0, c, t, v, 0)).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    #[test]
+    fn names_are_the_card_spelling() {
+        for s in Stream::FOUR {
+            assert_eq!(Stream::by_name(s.name()).unwrap(), s);
+            let toml = toml::to_string(&std::collections::BTreeMap::from([("s", s)])).unwrap();
+            assert_eq!(toml.trim(), format!("s = \"{}\"", s.name()));
+        }
+        assert!(Stream::by_name("efficient-bone").is_err());
+        assert!(Stream::by_name("velocity").is_err());
     }
 
     #[test]

@@ -66,11 +66,17 @@ enum Command {
     #[cfg(feature = "train")]
     Pretrain(Box<pretrain::PretrainArgs>),
     /// Evaluate a model directory on its data set's test split (feature
-    /// `train`).
+    /// `train`); several directories (one per input stream) are also
+    /// fused: the weighted sum of their class scores decides.
     #[cfg(feature = "train")]
     Eval {
-        /// The model directory.
-        model: PathBuf,
+        /// The model directory, or several to fuse.
+        #[arg(required = true)]
+        models: Vec<PathBuf>,
+        /// Fusion weights, one per model, comma-separated (default:
+        /// CTR-GCN's, 0.6 for joint and bone models, 0.4 for motion ones).
+        #[arg(long)]
+        weights: Option<String>,
         /// Data set (default: from the model's layout).
         #[arg(long)]
         dataset: Option<String>,
@@ -80,7 +86,7 @@ enum Command {
         /// Load only this many clip files.
         #[arg(long)]
         limit: Option<usize>,
-        /// Write no confusion.png into the model directory.
+        /// Write no confusion.png into the model directory (single model).
         #[arg(long)]
         no_plot: bool,
     },
@@ -292,12 +298,19 @@ fn main() -> Result<()> {
         Command::Pretrain(a) => pretrain::pretrain(*a).context("pretrain"),
         #[cfg(feature = "train")]
         Command::Eval {
-            model,
+            models,
+            weights,
             dataset,
             data,
             limit,
             no_plot,
-        } => train::eval(&model, dataset, data, limit, !no_plot).context("eval"),
+        } => match models.as_slice() {
+            [model] if weights.is_none() => {
+                train::eval(model, dataset, data, limit, !no_plot).context("eval")
+            }
+            _ => train::eval_fused(&models, weights.as_deref(), dataset, data, limit)
+                .context("eval (fused)"),
+        },
         #[cfg(feature = "train")]
         Command::Plot { dir, out } => train::plot(&dir, out.as_deref()).context("plot"),
         #[cfg(feature = "train")]

@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use skelact::model::ModelDir;
 use skelact::train::gap::text::{resolve_model_dir, TEXT_MODEL_ENV, TEXT_MODEL_PACKAGE};
 use skelact::train::optim::{Decay, OptimizerKind};
-use skelact::train::{self, data, metrics, plot, trainer, Benchmark, Method, TrainConfig};
+use skelact::train::{self, data, fusion, metrics, plot, trainer, Benchmark, Method, TrainConfig};
 
 /// Options of `skelact train`.
 #[derive(clap::Args, Debug)]
@@ -39,6 +39,10 @@ pub struct TrainArgs {
     /// Architecture: ctrgcn-edge, ctrgcn, stgcn-edge, stgcn, skeletonmae.
     #[arg(long, default_value = "ctrgcn-edge")]
     pub arch: String,
+    /// Input stream: joint, bone, joint-motion or bone-motion (one model
+    /// per stream; `skelact eval` fuses their scores).
+    #[arg(long, default_value = "joint")]
+    pub stream: String,
     /// CTR-GCN blocks as width[/stride] list, e.g. 24,24,48/2,48,96/2,96.
     #[arg(long)]
     pub blocks: Option<String>,
@@ -181,6 +185,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let mut cfg = TrainConfig::nwucla(data_root(a.data), a.work_dir, a.epochs);
     cfg.benchmark = bench;
     cfg.arch = a.arch;
+    cfg.stream = skelact::window::Stream::by_name(&a.stream)?;
     cfg.method = Method::by_name(&a.method)?;
     cfg.text_model = a.text_model;
     cfg.mmcl.teacher = a.teacher;
@@ -236,7 +241,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 .and_then(|o| o.file_name())
                 .map(|n| n.to_string_lossy().into_owned())
         })
-        .unwrap_or_else(|| format!("{}-{}", cfg.arch, a.dataset));
+        .unwrap_or_else(|| match cfg.stream {
+            skelact::window::Stream::Joint => format!("{}-{}", cfg.arch, a.dataset),
+            s => format!("{}-{}-{}", cfg.arch, a.dataset, s.name()),
+        });
     cfg.out = a.out;
     cfg.command = std::env::args().collect::<Vec<_>>().join(" ");
     let outcome = train::train(&cfg).context("training")?;
@@ -248,6 +256,19 @@ pub fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// The benchmark to evaluate `card` on: `--dataset`, else the one of its
+/// layout.
+fn benchmark_of(card: &skelact::model::ModelCard, dataset: Option<&str>) -> Result<Benchmark> {
+    Ok(match dataset {
+        Some(d) => Benchmark::by_name(d)?,
+        None => match card.skeleton.layout.as_str() {
+            "kinect20-ucla" => Benchmark::NwuclaCrossView,
+            "kinect20-utd" => Benchmark::UtdCrossSubject,
+            other => bail!("no benchmark known for layout `{other}`; pass --dataset"),
+        },
+    })
+}
+
 pub fn eval(
     model: &Path,
     dataset: Option<String>,
@@ -257,14 +278,7 @@ pub fn eval(
 ) -> Result<()> {
     let dir = ModelDir::open(model)?;
     let card = dir.card();
-    let bench = match dataset {
-        Some(d) => Benchmark::by_name(&d)?,
-        None => match card.skeleton.layout.as_str() {
-            "kinect20-ucla" => Benchmark::NwuclaCrossView,
-            "kinect20-utd" => Benchmark::UtdCrossSubject,
-            other => bail!("no benchmark known for layout `{other}`; pass --dataset"),
-        },
-    };
+    let bench = benchmark_of(card, dataset.as_deref())?;
     let device = Device::Cpu;
     // f16 is a storage format on CPU: compute in f32.
     let loaded = dir.load(&device, Some(DType::F32))?;
@@ -294,6 +308,68 @@ pub fn eval(
         plot::confusion(&e.confusion, &card.classes, &title, &png)?;
         println!("wrote {}", png.display());
     }
+    Ok(())
+}
+
+/// `skelact eval A B ...`: each model on the shared test split, then the
+/// weighted sum of their scores ([`fusion`]).
+pub fn eval_fused(
+    models: &[PathBuf],
+    weights: Option<&str>,
+    dataset: Option<String>,
+    data: Option<PathBuf>,
+    limit: Option<usize>,
+) -> Result<()> {
+    let dirs = models
+        .iter()
+        .map(|m| ModelDir::open(m).with_context(|| format!("opening {}", m.display())))
+        .collect::<Result<Vec<_>>>()?;
+    let cards: Vec<_> = dirs.iter().map(|d| d.card()).collect();
+    fusion::check_compatible(&cards)?;
+    let bench = benchmark_of(cards[0], dataset.as_deref())?;
+    let weights: Vec<f64> = match weights {
+        Some(w) => w
+            .split(',')
+            .map(|x| x.trim().parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
+            .with_context(|| format!("--weights `{w}`: expected numbers, e.g. 0.6,0.6,0.4,0.4"))?,
+        None => cards
+            .iter()
+            .map(|c| fusion::default_weight(&c.input.streams))
+            .collect(),
+    };
+    if weights.len() != dirs.len() {
+        bail!(
+            "--weights: {} weights for {} models",
+            weights.len(),
+            dirs.len()
+        );
+    }
+    let split = data::load(bench, &data_root(data), limit)?;
+    let labels: Vec<usize> = split.test.iter().map(|c| c.label).collect();
+    let (_, split_name) = bench.describe();
+    println!("{} test clips ({split_name})", split.test.len());
+    let device = Device::Cpu;
+    let k = cards[0].classes.len();
+    let mut all = Vec::with_capacity(dirs.len());
+    for ((dir, card), w) in dirs.iter().zip(&cards).zip(&weights) {
+        let loaded = dir.load(&device, Some(DType::F32))?;
+        let s = fusion::scores(loaded.encoder.as_ref(), card, &split.test, 64, &device)?;
+        let e = fusion::evaluate_scores(&s, &labels, k);
+        let streams: Vec<_> = card.input.streams.iter().map(|s| s.name()).collect();
+        println!(
+            "  {:<28} {:<14} weight {w:.2}  top-1 {:6.2} %  top-5 {:6.2} %",
+            card.name,
+            streams.join("+"),
+            e.top1 * 100.0,
+            e.top5 * 100.0
+        );
+        all.push(s);
+    }
+    let fused = fusion::fuse(&all, &weights)?;
+    let e = fusion::evaluate_scores(&fused, &labels, k);
+    println!("fused ({} models):", dirs.len());
+    print!("{}", e.report(&cards[0].classes));
     Ok(())
 }
 

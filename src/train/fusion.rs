@@ -1,0 +1,174 @@
+//! Score fusion: one model per input stream (joint, bone, joint-motion,
+//! bone-motion), each scoring the same test clips, and a weighted sum of
+//! their class scores per clip decides.
+//!
+//! This is how CTR-GCN reports its headline numbers (its `ensemble.py`):
+//! the raw class scores (logits) of the four models summed with weights
+//! 0.6, 0.6, 0.4, 0.4; two models are summed with equal weights. Every
+//! model keeps its own card, so each computes its own stream through the
+//! one input path ([`crate::window::to_input`]); fusion only needs them to
+//! agree on the classes and to score the same clips.
+
+use candle_core::Device;
+
+use super::metrics::{Accumulator, Evaluation};
+use super::trainer::forward_clips;
+use crate::model::{Encoder, ModelCard};
+use crate::source::Clip;
+use crate::window::Stream;
+use crate::{Error, Result};
+
+/// CTR-GCN's weight for a model reading `streams`: 0.4 when every stream
+/// is a motion stream, else 0.6.
+pub fn default_weight(streams: &[Stream]) -> f64 {
+    let motion = |s: &Stream| matches!(s, Stream::JointMotion | Stream::BoneMotion);
+    if !streams.is_empty() && streams.iter().all(motion) {
+        0.4
+    } else {
+        0.6
+    }
+}
+
+/// Class scores of every clip: `scores[clip][class]`, in clip order.
+pub fn scores(
+    encoder: &dyn Encoder,
+    card: &ModelCard,
+    clips: &[Clip],
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(clips.len());
+    for chunk in clips.chunks(batch_size.max(1)) {
+        out.extend(forward_clips(encoder, card, chunk, device)?.to_vec2::<f32>()?);
+    }
+    Ok(out)
+}
+
+/// `sum_m weights[m] * scores[m][clip][class]`. All models must score the
+/// same number of clips and classes.
+pub fn fuse(scores: &[Vec<Vec<f32>>], weights: &[f64]) -> Result<Vec<Vec<f32>>> {
+    let first = scores
+        .first()
+        .ok_or_else(|| Error::config("fusion", "needs at least one model's scores"))?;
+    if weights.len() != scores.len() {
+        return Err(Error::config(
+            "fusion weights",
+            format!("{} weights for {} models", weights.len(), scores.len()),
+        ));
+    }
+    if let Some(w) = weights.iter().find(|w| !w.is_finite()) {
+        return Err(Error::config(
+            "fusion weights",
+            format!("{w} is not finite"),
+        ));
+    }
+    let k = first.first().map_or(0, Vec::len);
+    for (m, s) in scores.iter().enumerate() {
+        if s.len() != first.len() || s.iter().any(|row| row.len() != k) {
+            return Err(Error::config(
+                "fusion",
+                format!(
+                    "model {m} scored {} clips, model 0 {} clips of {k} classes",
+                    s.len(),
+                    first.len()
+                ),
+            ));
+        }
+    }
+    Ok((0..first.len())
+        .map(|i| {
+            (0..k)
+                .map(|c| {
+                    scores
+                        .iter()
+                        .zip(weights)
+                        .map(|(s, &w)| w * s[i][c] as f64)
+                        .sum::<f64>() as f32
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// Top-1 / top-5 / per-class / confusion of `scores` against `labels`
+/// (one per clip, in the same order).
+pub fn evaluate_scores(scores: &[Vec<f32>], labels: &[usize], num_class: usize) -> Evaluation {
+    let mut acc = Accumulator::new(num_class);
+    for (row, &label) in scores.iter().zip(labels) {
+        acc.add(row, label);
+    }
+    acc.finish()
+}
+
+/// Checks that models can be fused: same classes in the same order, same
+/// skeleton layout.
+pub fn check_compatible(cards: &[&ModelCard]) -> Result<()> {
+    let Some(first) = cards.first() else {
+        return Err(Error::config("fusion", "needs at least one model"));
+    };
+    for c in &cards[1..] {
+        if c.classes != first.classes {
+            return Err(Error::config(
+                "fusion",
+                format!("{} and {} have different classes", first.name, c.name),
+            ));
+        }
+        if c.skeleton.layout != first.skeleton.layout {
+            return Err(Error::config(
+                "fusion",
+                format!(
+                    "{} reads {}, {} reads {}",
+                    first.name, first.skeleton.layout, c.name, c.skeleton.layout
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_sum_by_hand() {
+        // Two models, two clips, three classes. Model 0 prefers class 0 on
+        // clip 0; model 1 prefers class 2 more strongly; with weights 0.6 and
+        // 0.4 the sum is [0.6*2 + 0.4*0, 0.6*1 + 0.4*1, 0.6*0 + 0.4*4]
+        // = [1.2, 1.0, 1.6]: class 2 wins.
+        let a = vec![vec![2.0, 1.0, 0.0], vec![0.0, 3.0, 0.0]];
+        let b = vec![vec![0.0, 1.0, 4.0], vec![1.0, 0.0, 0.0]];
+        let f = fuse(&[a, b], &[0.6, 0.4]).unwrap();
+        let want = [[1.2, 1.0, 1.6], [0.4, 1.8, 0.0]];
+        for (row, w) in f.iter().zip(want) {
+            for (x, y) in row.iter().zip(w) {
+                assert!((x - y).abs() < 1e-6, "{row:?} vs {w:?}");
+            }
+        }
+        let e = evaluate_scores(&f, &[2, 0], 3);
+        // clip 0: predicted 2 (right); clip 1: predicted 1, label 0 (wrong)
+        assert_eq!(e.top1, 0.5);
+        assert_eq!(e.confusion[0][1], 1);
+        assert_eq!(e.confusion[2][2], 1);
+    }
+
+    #[test]
+    fn mismatched_inputs_are_errors() {
+        let a = vec![vec![1.0, 2.0]];
+        let b = vec![vec![1.0, 2.0, 3.0]];
+        assert!(fuse(&[a.clone(), b], &[1.0, 1.0]).is_err());
+        assert!(fuse(&[a.clone(), a.clone()], &[1.0]).is_err());
+        assert!(fuse(std::slice::from_ref(&a), &[f64::NAN]).is_err());
+        assert!(fuse(&[], &[]).is_err());
+        assert!(fuse(&[a.clone(), vec![]], &[1.0, 1.0]).is_err());
+    }
+
+    #[test]
+    fn ctrgcn_weights() {
+        assert_eq!(default_weight(&[Stream::Joint]), 0.6);
+        assert_eq!(default_weight(&[Stream::Bone]), 0.6);
+        assert_eq!(default_weight(&[Stream::JointMotion]), 0.4);
+        assert_eq!(default_weight(&[Stream::BoneMotion]), 0.4);
+        assert_eq!(default_weight(&[Stream::Joint, Stream::JointMotion]), 0.6);
+    }
+}
