@@ -58,13 +58,18 @@ impl Sgd {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
+            // Detached: arithmetic on the variable itself would record an
+            // op, and the momentum buffer built from it would then hold the
+            // previous step's buffer, and so on back to the first step (a
+            // few MB per step kept alive for the whole run).
+            let w = p.var.as_tensor().detach();
             let mut g = if grad_scale != 1.0 {
-                (g * grad_scale)?
+                (g.detach() * grad_scale)?
             } else {
-                g.clone()
+                g.detach()
             };
             if p.decay && self.weight_decay != 0.0 {
-                g = (g + (p.var.as_tensor() * self.weight_decay)?)?;
+                g = (g + (&w * self.weight_decay)?)?;
             }
             let d = if self.momentum != 0.0 {
                 let buf = match &p.momentum {
@@ -81,7 +86,7 @@ impl Sgd {
             } else {
                 g
             };
-            p.var.set(&(p.var.as_tensor() - (d * self.lr)?)?)?;
+            p.var.set(&(w - (d * self.lr)?)?)?;
         }
         Ok(())
     }
@@ -149,12 +154,14 @@ impl AdamW {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
+            // Detached, as in [`Sgd::step`]: stored moments must not record
+            // the ops that made them.
             let g = if grad_scale != 1.0 {
-                (g * grad_scale)?
+                (g.detach() * grad_scale)?
             } else {
-                g.clone()
+                g.detach()
             };
-            let mut w = p.var.as_tensor().clone();
+            let mut w = p.var.as_tensor().detach();
             if p.decay && self.weight_decay != 0.0 {
                 w = (&w * (1.0 - self.lr * self.weight_decay))?;
             }
@@ -379,6 +386,58 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A parameter with weight decay and a gradient from `loss = sum(w^2)`.
+    fn step_twice(kind: OptimizerKind) -> Param {
+        let var = Var::from_vec(vec![1.0f32, -2.0, 3.0, 0.5], (2, 2), &Device::Cpu).unwrap();
+        let param = || Param {
+            name: "w".into(),
+            var: var.clone(),
+            decay: true,
+            momentum: None,
+        };
+        let mut sgd = Sgd {
+            params: vec![param()],
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-2,
+        };
+        let mut adamw = AdamW::new(vec![param()], 0.1, 1e-2);
+        for _ in 0..2 {
+            let grads = var
+                .as_tensor()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            match kind {
+                OptimizerKind::Sgd => sgd.step(&grads, 1.0).unwrap(),
+                OptimizerKind::Adamw => adamw.step(&grads, 0.5).unwrap(),
+            }
+        }
+        match kind {
+            OptimizerKind::Sgd => sgd.params.pop().unwrap(),
+            OptimizerKind::Adamw => {
+                assert!(adamw.second.values().all(|v| !v.track_op()));
+                adamw.params.pop().unwrap()
+            }
+        }
+    }
+
+    /// Optimizer state that recorded ops would chain every step's buffers
+    /// to the previous ones: memory grew by ~3 MB per CTR-GCN edge step
+    /// (14 GB after 60 passes over NW-UCLA) before the inputs were detached.
+    #[test]
+    fn optimizer_state_records_no_graph() {
+        for kind in [OptimizerKind::Sgd, OptimizerKind::Adamw] {
+            let p = step_twice(kind);
+            let m = p.momentum.expect("momentum after two steps");
+            assert!(!m.track_op(), "{kind:?}: the momentum buffer records an op");
+        }
+    }
 
     #[test]
     fn warmup_then_step() {
