@@ -87,7 +87,7 @@ fn every_gap_head_parameter_receives_a_gradient() -> anyhow::Result<()> {
     cfg.frames = 8;
     let card = trainer::training_card(&cfg)?;
     let varmap = VarMap::new();
-    let (vb, _backend) = backend::var_builder(&varmap, &card.architecture, &dev);
+    let (vb, _backend) = backend::var_builder(&varmap, &card.architecture, &dev, 1);
     let model = build_encoder(&card.architecture, vb)?;
     // A text bank of random unit vectors: 10 classes, 3 global texts each.
     let d = 16;

@@ -674,7 +674,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainOutcome> {
 pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<TrainOutcome> {
     let mut card = training_card(cfg)?;
     let mut varmap = VarMap::new();
-    let (vb, backend) = super::backend::var_builder(&varmap, &card.architecture, device);
+    let (vb, backend) = super::backend::var_builder(&varmap, &card.architecture, device, cfg.seed);
     let encoder = build_encoder(&card.architecture, vb)?;
     let frozen = backend.frozen()?;
     log::debug!("{} pre-BN biases held at zero", frozen.len());

@@ -126,7 +126,7 @@ fn rust_train_steps(
     let dev = Device::Cpu;
     let arch = Architecture::Ctrgcn(cfg.clone());
     let varmap = VarMap::new();
-    let (vb, _backend) = skelact::train::backend::var_builder(&varmap, &arch, &dev);
+    let (vb, _backend) = skelact::train::backend::var_builder(&varmap, &arch, &dev, 1);
     let model = skelact::model::directory::build_encoder(&arch, vb)?;
     for (name, var) in varmap
         .data()
