@@ -266,21 +266,37 @@ fn model_input_centers_and_scales() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn short_run_on_real_clips_trains_evaluates_and_exports() -> anyhow::Result<()> {
-    let Some(root) = common::shared_data("nw-ucla/all_sqe") else {
-        return Ok(());
-    };
-    let root = root.parent().unwrap().parent().unwrap().to_path_buf();
-    let work = tempfile::tempdir()?;
-    let mut cfg = TrainConfig::nwucla(root, work.path().join("run"), 2);
+/// The data root holding `nw-ucla/all_sqe`, when `../shared/data` is there.
+fn nwucla_root() -> Option<std::path::PathBuf> {
+    let clips = common::shared_data("nw-ucla/all_sqe")?;
+    Some(clips.parent()?.parent()?.to_path_buf())
+}
+
+/// A few steps on 24 real NW-UCLA clips: 16 frames, batch 8, one pass per
+/// epoch, no progress bar.
+fn tiny_real_config(
+    root: std::path::PathBuf,
+    work: std::path::PathBuf,
+    epochs: usize,
+) -> TrainConfig {
+    let mut cfg = TrainConfig::nwucla(root, work, epochs);
     cfg.limit = Some(24);
     cfg.frames = 16;
     cfg.batch_size = 8;
     cfg.repeat = 1;
+    cfg.progress = false;
+    cfg
+}
+
+#[test]
+fn short_run_on_real_clips_trains_evaluates_and_exports() -> anyhow::Result<()> {
+    let Some(root) = nwucla_root() else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let mut cfg = tiny_real_config(root, work.path().join("run"), 2);
     // Epoch 1 is not evaluated: its NaN test metrics must survive resume.
     cfg.eval_every = 2;
-    cfg.progress = false;
     cfg.out = Some(work.path().join("model"));
     cfg.command = "tests/train.rs".into();
     let split = data::load(Benchmark::NwuclaCrossView, &cfg.data_root, cfg.limit)?;
@@ -609,18 +625,12 @@ fn plots_are_png_files_of_the_shipped_run() -> anyhow::Result<()> {
 fn a_bone_stream_model_trains_and_fuses_with_the_shipped_joint_model() -> anyhow::Result<()> {
     use skelact::train::fusion;
     use skelact::window::Stream;
-    let Some(root) = common::shared_data("nw-ucla/all_sqe") else {
+    let Some(root) = nwucla_root() else {
         return Ok(());
     };
-    let root = root.parent().unwrap().parent().unwrap().to_path_buf();
     let work = tempfile::tempdir()?;
-    let mut cfg = TrainConfig::nwucla(root, work.path().join("run"), 1);
+    let mut cfg = tiny_real_config(root, work.path().join("run"), 1);
     cfg.stream = Stream::Bone;
-    cfg.limit = Some(24);
-    cfg.frames = 16;
-    cfg.batch_size = 8;
-    cfg.repeat = 1;
-    cfg.progress = false;
     cfg.out = Some(work.path().join("bone"));
     let split = data::load(Benchmark::NwuclaCrossView, &cfg.data_root, cfg.limit)?;
     let out = trainer::train_on(&cfg, &split, &Device::Cpu)?;
@@ -670,18 +680,13 @@ fn a_bone_stream_model_trains_and_fuses_with_the_shipped_joint_model() -> anyhow
 
 #[test]
 fn a_seed_reproduces_a_run_bit_for_bit() -> anyhow::Result<()> {
-    let Some(root) = common::shared_data("nw-ucla/all_sqe") else {
+    let Some(root) = nwucla_root() else {
         return Ok(());
     };
-    let root = root.parent().unwrap().parent().unwrap().to_path_buf();
     let work = tempfile::tempdir()?;
     let split = data::load(Benchmark::NwuclaCrossView, &root, Some(24))?;
     let run = |seed: u64, dir: &str| -> anyhow::Result<Vec<f64>> {
-        let mut cfg = TrainConfig::nwucla(root.clone(), work.path().join(dir), 1);
-        cfg.frames = 16;
-        cfg.batch_size = 8;
-        cfg.repeat = 1;
-        cfg.progress = false;
+        let mut cfg = tiny_real_config(root.clone(), work.path().join(dir), 1);
         cfg.seed = seed;
         let out = trainer::train_on(&cfg, &split, &Device::Cpu)?;
         let mut w: Vec<_> = out.weights.into_iter().collect();

@@ -259,13 +259,14 @@ impl Track {
     /// Appends the track's current pose to its window ring, smoothed when
     /// `smoothing` is set.
     fn push_pose(&mut self, smoothing: Option<&OneEuro>, ts: u64) {
-        match smoothing {
-            Some(p) => {
-                self.euro.filter(p, &self.last, ts, &mut self.smoothed);
-                self.ring.push(&self.smoothed, ts);
-            }
-            None => self.ring.push(&self.last, ts),
-        }
+        push_to_ring(
+            &mut self.ring,
+            &mut self.euro,
+            &mut self.smoothed,
+            &self.last,
+            smoothing,
+            ts,
+        );
     }
 
     /// The person is seen again after `gap_stamps.len()` missed frames:
@@ -292,17 +293,37 @@ impl Track {
                     *l
                 };
             }
-            let ts = self.gap_stamps[k];
-            match smoothing {
-                Some(p) => {
-                    self.euro.filter(p, &self.fill, ts, &mut self.smoothed);
-                    self.ring.push(&self.smoothed, ts);
-                }
-                None => self.ring.push(&self.fill, ts),
-            }
+            push_to_ring(
+                &mut self.ring,
+                &mut self.euro,
+                &mut self.smoothed,
+                &self.fill,
+                smoothing,
+                self.gap_stamps[k],
+            );
         }
         self.since_emit += n;
         self.gap_stamps.clear();
+    }
+}
+
+/// Appends `pose` to `ring`, through the One-Euro filter when `smoothing`
+/// is set (the track's fields passed apart, so `pose` may be another of
+/// them).
+fn push_to_ring(
+    ring: &mut FrameRing,
+    euro: &mut OneEuroState,
+    smoothed: &mut [[f32; 3]],
+    pose: &[[f32; 3]],
+    smoothing: Option<&OneEuro>,
+    ts: u64,
+) {
+    match smoothing {
+        Some(p) => {
+            euro.filter(p, pose, ts, smoothed);
+            ring.push(smoothed, ts);
+        }
+        None => ring.push(pose, ts),
     }
 }
 
