@@ -101,7 +101,7 @@ fn every_gap_head_parameter_receives_a_gradient() -> anyhow::Result<()> {
         _ => unreachable!("the NW-UCLA recipe trains CTR-GCN"),
     };
     let layout = Layout::by_name("kinect20-ucla")?;
-    let (head_vm, head) = head::build(c_feat, d, layout, &dev)?;
+    let (head_vm, head) = head::build(c_feat, d, layout, &dev, 1)?;
     let gap = Gap {
         varmap: head_vm,
         head,
@@ -188,5 +188,30 @@ fn gap_method_trains_two_steps_and_exports_a_normal_model() -> anyhow::Result<()
         &Device::Cpu,
     )?;
     assert_eq!(e.top1, out.evaluation.top1);
+    Ok(())
+}
+
+/// Every tensor of `vm`, by name, as f32 values.
+fn weights(vm: &VarMap) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
+    let mut out = Vec::new();
+    for (name, var) in vm.data().lock().map_err(|e| anyhow::anyhow!("{e}"))?.iter() {
+        out.push((name.clone(), var.as_tensor().flatten_all()?.to_vec1()?));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+#[test]
+fn the_seed_decides_the_gap_heads_initial_weights() -> anyhow::Result<()> {
+    let (dev, layout) = (Device::Cpu, Layout::by_name("kinect20-ucla")?);
+    let draw = |seed| -> anyhow::Result<Vec<(String, Vec<f32>)>> {
+        weights(&head::build(24, 16, layout, &dev, seed)?.0)
+    };
+    let (a, b, c) = (draw(7)?, draw(7)?, draw(8)?);
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+    // Another seed changes every randomly drawn tensor (not the constants).
+    let changed = a.iter().zip(&c).filter(|(x, y)| x.1 != y.1).count();
+    assert!(changed >= 5, "{changed} tensors changed");
     Ok(())
 }

@@ -188,7 +188,7 @@ fn depth_encoder_matches_pytorch() -> anyhow::Result<()> {
 #[test]
 fn every_mmcl_parameter_receives_a_gradient() -> anyhow::Result<()> {
     let dev = Device::Cpu;
-    let (vm, enc, proj, frm) = build_modules(24, 5, 4, 3, &dev)?;
+    let (vm, enc, proj, frm) = build_modules(24, 5, 4, 3, &dev, 1)?;
     let x = Tensor::rand(0f32, 1.0, (6, 4, DEPTH_HEIGHT, DEPTH_WIDTH), &dev)?;
     let g = Tensor::randn(0f32, 1.0, (6, 24), &dev)?;
     let logits = Tensor::randn(0f32, 1.0, (6, 5), &dev)?;
@@ -384,6 +384,7 @@ fn mmcl_needs_utd_mhad() -> anyhow::Result<()> {
         &Default::default(),
         &std::env::temp_dir(),
         &Device::Cpu,
+        1,
     );
     assert!(matches!(r, Err(Error::Config { .. })));
     Ok(())
@@ -441,5 +442,28 @@ fn mmcl_method_trains_two_steps_and_exports_a_skeleton_only_model() -> anyhow::R
         &Device::Cpu,
     )?;
     assert_eq!(e.top1, out.evaluation.top1);
+    Ok(())
+}
+
+#[test]
+fn the_seed_decides_the_mmcl_modules_initial_weights() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let draw = |seed| -> anyhow::Result<Vec<(String, Vec<f32>)>> {
+        let vm = build_modules(24, 5, 4, 3, &dev, seed)?.0;
+        let data = vm.data().lock().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut out = Vec::new();
+        for (name, var) in data.iter() {
+            out.push((
+                name.clone(),
+                var.as_tensor().flatten_all()?.to_vec1::<f32>()?,
+            ));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    };
+    let (a, b, c) = (draw(3)?, draw(3)?, draw(4)?);
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+    assert_ne!(a, c);
     Ok(())
 }

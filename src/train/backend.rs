@@ -164,6 +164,16 @@ pub fn var_builder(
     (vb, backend)
 }
 
+/// A `VarBuilder` over `varmap` whose fresh variables are drawn from
+/// `seed` ([`seeded_init`]), with nothing frozen: for the training-only
+/// modules of the methods (GAP's head, MMCL's depth encoder, SCD-Net's
+/// encoders, SkeletonMAE, a linear probe), so that a seed reproduces them
+/// as it does the backbone.
+pub fn seeded_var_builder(varmap: &VarMap, device: &Device, seed: u64) -> VarBuilder<'static> {
+    let backend = std::sync::Arc::new(TrainBackend::new(varmap.clone(), false, seed));
+    VarBuilder::from_backend(Box::new(Shared(backend)), DType::F32, device.clone())
+}
+
 /// Lets the `VarBuilder` own a handle while the trainer keeps another.
 struct Shared(std::sync::Arc<TrainBackend>);
 

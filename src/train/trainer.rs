@@ -687,6 +687,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             cfg.text_model.as_deref(),
             &cfg.work_dir,
             device,
+            cfg.seed,
         )?),
     };
     let mut mmcl = match cfg.method {
@@ -698,6 +699,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             &cfg.mmcl,
             &cfg.work_dir,
             device,
+            cfg.seed,
         )?),
         _ => None,
     };

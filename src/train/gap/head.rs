@@ -16,6 +16,7 @@ use candle_nn::{Linear, Module, VarBuilder};
 use super::loss::LOGIT_SCALE_INIT;
 use crate::skeleton::part::{gap_parts, GAP_PART_NAMES};
 use crate::skeleton::Layout;
+use crate::train::backend::seeded_var_builder;
 use crate::{Error, Result};
 
 /// Number of text sets / feature pairs: global + four parts.
@@ -110,15 +111,17 @@ impl GapHead {
     }
 }
 
-/// A fresh variable map holding a [`GapHead`]'s weights, and the head.
+/// A fresh variable map holding a [`GapHead`]'s weights, drawn from
+/// `seed`, and the head.
 pub fn build(
     c_feat: usize,
     d_text: usize,
     layout: &Layout,
     device: &candle_core::Device,
+    seed: u64,
 ) -> Result<(candle_nn::VarMap, GapHead)> {
     let vm = candle_nn::VarMap::new();
-    let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, device);
+    let vb = seeded_var_builder(&vm, device, seed);
     let head = GapHead::new(c_feat, d_text, layout, vb.pp("gap"))?;
     Ok((vm, head))
 }

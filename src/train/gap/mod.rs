@@ -54,13 +54,14 @@ pub struct Gap {
 impl Gap {
     /// Sets GAP up for `arch` trained on `bench`: descriptions checked
     /// against the classes, text embeddings loaded from (or computed into)
-    /// `cache_dir`, a fresh head.
+    /// `cache_dir`, a fresh head drawn from `seed`.
     pub fn new(
         arch: &Architecture,
         bench: Benchmark,
         text_model: Option<&std::path::Path>,
         cache_dir: &std::path::Path,
         device: &Device,
+        seed: u64,
     ) -> Result<Self> {
         let c_feat = match arch {
             Architecture::Ctrgcn(c) => c.out_channels(),
@@ -77,7 +78,7 @@ impl Gap {
         let desc = Descriptions::for_benchmark(bench)?;
         let model_dir = text::resolve_model_dir(text_model)?;
         let bank = TextBank::load_or_build(&desc, &model_dir, cache_dir, device)?;
-        let (varmap, head) = head::build(c_feat, bank.dim(), layout, device)?;
+        let (varmap, head) = head::build(c_feat, bank.dim(), layout, device, seed)?;
         Ok(Self {
             varmap,
             head,

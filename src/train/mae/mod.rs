@@ -22,8 +22,8 @@ pub mod model;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -34,6 +34,7 @@ use super::data::Split;
 use super::optim::Schedule;
 use super::trainer::{self, TrainConfig};
 use crate::model::card::Architecture;
+use crate::train::backend::seeded_var_builder;
 use crate::{Error, Result};
 
 /// A pretraining run.
@@ -78,7 +79,7 @@ pub fn pretrain(cfg: &MaeConfig, split: &Split, device: &Device) -> Result<MaeOu
     }
     let layout = card.layout()?;
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let vb = seeded_var_builder(&varmap, device, cfg.base.seed);
     let mae = MaskedAutoencoder::new(&arch.gin, layout, vb)?;
     let mut opt = cfg.base.build_optimizer(trainer::params(&varmap)?);
     let schedule = Schedule {

@@ -42,12 +42,13 @@ pub use teacher::TeacherFeatures;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::card::Architecture;
 use crate::source::Clip;
+use crate::train::backend::seeded_var_builder;
 use crate::train::loss::cross_entropy_smoothed;
 use crate::train::Benchmark;
 use crate::{Error, Result};
@@ -129,16 +130,17 @@ pub fn feature_channels(arch: &Architecture) -> Result<usize> {
 
 /// The modules of a run with `classes` classes, a `c_feat`-wide backbone,
 /// `depth_frames` stacked frames and `teacher_dim` teacher values, in a
-/// fresh weight map.
+/// fresh weight map drawn from `seed`.
 pub fn build_modules(
     c_feat: usize,
     classes: usize,
     depth_frames: usize,
     teacher_dim: usize,
     device: &Device,
+    seed: u64,
 ) -> Result<(VarMap, DepthEncoder, SkeletonProjector, Refinement)> {
     let vm = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vm, DType::F32, device);
+    let vb = seeded_var_builder(&vm, device, seed);
     let enc = DepthEncoder::new(depth_frames, vb.pp("depth"))?;
     let proj = SkeletonProjector::new(c_feat, encoder::EMBED_DIM, vb.pp("skeleton_proj"))?;
     let frm = Refinement::new(teacher_dim, classes, vb.pp("frm"))?;
@@ -178,6 +180,7 @@ impl Mmcl {
         cfg: &MmclConfig,
         work_dir: &Path,
         device: &Device,
+        seed: u64,
     ) -> Result<Self> {
         if bench != Benchmark::UtdCrossSubject {
             return Err(Error::config(
@@ -217,8 +220,14 @@ impl Mmcl {
             teacher.dim()
         );
         let classes = bench.classes().len();
-        let (varmap, depth_encoder, skeleton_proj, refinement) =
-            build_modules(c_feat, classes, cfg.depth_frames, teacher.dim(), device)?;
+        let (varmap, depth_encoder, skeleton_proj, refinement) = build_modules(
+            c_feat,
+            classes,
+            cfg.depth_frames,
+            teacher.dim(),
+            device,
+            seed,
+        )?;
         Ok(Self {
             varmap,
             depth_encoder,

@@ -11,12 +11,13 @@
 //! standardised features, full batch — cheaper on a CPU, stated in the
 //! results.
 
-use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{linear, Module, VarBuilder, VarMap};
+use candle_core::{Device, Tensor, D};
+use candle_nn::{linear, Module, VarMap};
 
 use super::encoder::ScdEncoder;
 use crate::model::ModelCard;
 use crate::source::Clip;
+use crate::train::backend::seeded_var_builder;
 use crate::train::loss::cross_entropy_smoothed;
 use crate::train::optim::AdamW;
 use crate::train::trainer::params;
@@ -78,7 +79,8 @@ pub fn knn_top1(train: &Tensor, train_y: &[usize], test: &Tensor, test_y: &[usiz
 }
 
 /// Top-1 of a linear classifier trained for `epochs` full-batch AdamW
-/// steps (lr `lr`, weight decay 1e-4) on standardised `train` features.
+/// steps (lr `lr`, weight decay 1e-4) on standardised `train` features;
+/// the classifier's initial weights are drawn from `seed`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_top1(
     train: &Tensor,
@@ -89,6 +91,7 @@ pub fn linear_top1(
     epochs: usize,
     lr: f64,
     device: &Device,
+    seed: u64,
 ) -> Result<f64> {
     // train: (N, F); test: (M, F)
     let mean = train.mean_keepdim(0)?;
@@ -105,7 +108,7 @@ pub fn linear_top1(
     let fc = linear(
         train.dim(1)?,
         classes,
-        VarBuilder::from_varmap(&vm, DType::F32, device).pp("fc"),
+        seeded_var_builder(&vm, device, seed).pp("fc"),
     )?;
     let mut opt = AdamW::new(params(&vm)?, lr, 1e-4);
     for _ in 0..epochs {
@@ -118,7 +121,8 @@ pub fn linear_top1(
     Ok(hits as f64 / want.len().max(1) as f64)
 }
 
-/// Both protocols on `train` / `test` clips: `(linear top-1, kNN top-1)`.
+/// Both protocols on `train` / `test` clips: `(linear top-1, kNN top-1)`;
+/// the linear probe starts from `seed`.
 pub fn evaluate(
     enc: &ScdEncoder,
     card: &ModelCard,
@@ -126,6 +130,7 @@ pub fn evaluate(
     test: &[Clip],
     linear_epochs: usize,
     device: &Device,
+    seed: u64,
 ) -> Result<(f64, f64)> {
     let ftr = features(enc, card, train, device)?;
     let fte = features(enc, card, test, device)?;
@@ -141,6 +146,7 @@ pub fn evaluate(
         linear_epochs,
         1e-2,
         device,
+        seed,
     )?;
     Ok((lin, knn))
 }

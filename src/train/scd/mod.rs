@@ -24,8 +24,8 @@ pub mod view;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -37,6 +37,7 @@ use super::data::Split;
 use super::optim::Schedule;
 use super::trainer::{self, TrainConfig};
 use crate::model::ModelCard;
+use crate::train::backend::seeded_var_builder;
 use crate::window::{self, Prepared};
 use crate::{Error, Result};
 
@@ -84,7 +85,7 @@ fn build(cfg: &ScdConfig, card: &ModelCard, vm: &VarMap, device: &Device) -> Res
         card.temporal.frames,
         card.input.persons,
         card.input.channels(),
-        VarBuilder::from_varmap(vm, DType::F32, device),
+        seeded_var_builder(vm, device, cfg.base.seed),
     )
 }
 
@@ -211,6 +212,7 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
         &split.test,
         cfg.linear_epochs,
         device,
+        cfg.base.seed,
     )?;
     log::info!(
         "SCD-Net: linear {:.2} %, kNN {:.2} %",
