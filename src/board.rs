@@ -196,17 +196,31 @@ impl Board {
     /// `max_window`, or it needs more compute than the board sustains.
     /// Returns the compute it needs (GMAC/s).
     pub fn check_model(&self, model: &LoadedModel) -> Result<f64> {
-        let card = &model.card;
-        if card.temporal.frames > self.max_window {
-            return Err(Error::mismatch(
-                format!("board {}: temporal.frames", self.name),
-                format!("at most {} frames per window", self.max_window),
-                format!("{} frames (model {})", card.temporal.frames, card.name),
-            ));
+        self.check_models(&[model])
+    }
+
+    /// [`Board::check_model`] for models served together on every window
+    /// (an [`crate::model::Ensemble`]): each window must fit, and their
+    /// compute adds up. Returns the total compute (GMAC/s).
+    pub fn check_models(&self, models: &[&LoadedModel]) -> Result<f64> {
+        let mut need = 0.0;
+        let mut macs_total = 0u64;
+        for model in models {
+            let card = &model.card;
+            if card.temporal.frames > self.max_window {
+                return Err(Error::mismatch(
+                    format!("board {}: temporal.frames", self.name),
+                    format!("at most {} frames per window", self.max_window),
+                    format!("{} frames (model {})", card.temporal.frames, card.name),
+                ));
+            }
+            let macs = builtin::macs_per_window(model, &candle_core::Device::Cpu)?;
+            macs_total += macs;
+            need += self.required_gmacs(macs, card.temporal.source_fps);
         }
-        let macs = builtin::macs_per_window(model, &candle_core::Device::Cpu)?;
-        let need = self.required_gmacs(macs, card.temporal.source_fps);
         if need > self.compute_gmacs {
+            let names: Vec<&str> = models.iter().map(|m| m.card.name.as_str()).collect();
+            let fps = models.first().map_or(0.0, |m| m.card.temporal.source_fps);
             return Err(Error::mismatch(
                 format!("board {}: compute", self.name),
                 format!(
@@ -215,10 +229,10 @@ impl Board {
                 ),
                 format!(
                     "{need:.1} GMAC/s for model {} ({:.3} GMAC per window x {} people x {} fps / stride {})",
-                    card.name,
-                    macs as f64 / 1e9,
+                    names.join(" + "),
+                    macs_total as f64 / 1e9,
                     self.max_people,
-                    card.temporal.source_fps,
+                    fps,
                     self.stride
                 ),
             ));

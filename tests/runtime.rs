@@ -495,6 +495,57 @@ fn boards_refuse_models_that_do_not_fit() {
 /// scores on the clip offline.
 #[test]
 fn nwucla_stream_scores_equal_offline_clip_scores() {
+    stream_scores_equal_offline(&[fresh_model_dir()], None, &[1.0]);
+}
+
+/// The same with two models fused on every window — a joint and a
+/// bone-motion model, CTR-GCN's default weights 0.6 and 0.4 — against the
+/// weighted sum of the two models' logits computed offline one by one.
+#[test]
+fn fused_models_stream_scores_equal_offline_weighted_sums() {
+    let mut card = builtin::card("ctrgcn-edge").unwrap().unwrap();
+    card.name = "ctrgcn-edge-bone-motion".into();
+    card.input.streams = vec![Stream::BoneMotion];
+    let tmp = tempfile::tempdir().unwrap();
+    let motion = tmp.path().join("bone-motion");
+    ModelDir::create(&motion, &card, &common::seeded_weights(&card, 9)).unwrap();
+    stream_scores_equal_offline(&[fresh_model_dir(), motion], None, &[0.6, 0.4]);
+}
+
+#[test]
+fn ensembles_refuse_models_that_cannot_share_a_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut card = builtin::card("ctrgcn-edge").unwrap().unwrap();
+    card.temporal.frames = 32;
+    let short = tmp.path().join("short");
+    ModelDir::create(&short, &card, &common::seeded_weights(&card, 3)).unwrap();
+    let build = |dirs: Vec<PathBuf>, w: Option<Vec<f64>>| {
+        Runtime::builder()
+            .source(SyntheticSource::new(1, 1.0, 0))
+            .model_dirs(dirs, w)
+            .build()
+            .err()
+            .expect("refused")
+    };
+    let e = build(vec![fresh_model_dir(), short], None);
+    assert!(
+        matches!(&e, Error::Mismatch { field, .. } if field.contains("temporal")),
+        "{e}"
+    );
+    let e = build(vec![fresh_model_dir(), fresh_model_dir()], Some(vec![1.0]));
+    assert!(matches!(&e, Error::Config { .. }), "{e}");
+    let e = build(
+        vec![fresh_model_dir(), fresh_model_dir()],
+        Some(vec![1.0, f64::NAN]),
+    );
+    assert!(matches!(&e, Error::Config { .. }), "{e}");
+}
+
+/// Replays 12 NW-UCLA view-3 clips through a runtime serving `dirs` fused
+/// with `weights` (default when `None`), and checks every clip shorter than
+/// the window against `softmax(sum_m want_weights[m] * logits_m)` of the
+/// whole clip, each model run offline on its own input.
+fn stream_scores_equal_offline(dirs: &[PathBuf], weights: Option<Vec<f64>>, want_weights: &[f64]) {
     let root = std::env::var_os("SKELACT_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
@@ -515,10 +566,9 @@ fn nwucla_stream_scores_equal_offline_clip_scores() {
         .take(12)
         .map(|p| skelact::source::nwucla::read_clip(&p).unwrap())
         .collect();
-    let model_dir = fresh_model_dir();
     let b = Runtime::builder()
         .source(src)
-        .model_dir(&model_dir)
+        .model_dirs(dirs.to_vec(), weights)
         .min_window_frames(1)
         .fold_batch_norm(false)
         .decisions(DecisionConfig {
@@ -528,10 +578,10 @@ fn nwucla_stream_scores_equal_offline_clip_scores() {
         .pace(Pace::Fast);
     let (r, events) = run_bounded(b, Duration::from_secs(300));
     r.unwrap();
-    let model = ModelDir::open(&model_dir)
-        .unwrap()
-        .load(&Device::Cpu, None)
-        .unwrap();
+    let models: Vec<_> = dirs
+        .iter()
+        .map(|d| ModelDir::open(d).unwrap().load(&Device::Cpu, None).unwrap())
+        .collect();
     let mut compared = 0;
     for (seg, clip) in segments.iter().zip(&clips) {
         assert_eq!(seg.name, clip.name);
@@ -546,9 +596,17 @@ fn nwucla_stream_scores_equal_offline_clip_scores() {
             .filter_map(|e| e.scores.as_ref())
             .collect();
         assert_eq!(scores.len(), 1, "clip {}", clip.name);
-        let x = model_input(PoseSeq::from_clip(clip).unwrap(), &model.card, &Device::Cpu).unwrap();
-        let logits = model.logits(&x).unwrap();
-        let p = candle_nn::ops::softmax_last_dim(&logits)
+        let mut logits: Option<candle_core::Tensor> = None;
+        for (model, &w) in models.iter().zip(want_weights) {
+            let x =
+                model_input(PoseSeq::from_clip(clip).unwrap(), &model.card, &Device::Cpu).unwrap();
+            let l = (model.logits(&x).unwrap() * w).unwrap();
+            logits = Some(match logits {
+                None => l,
+                Some(s) => (s + l).unwrap(),
+            });
+        }
+        let p = candle_nn::ops::softmax_last_dim(&logits.unwrap())
             .unwrap()
             .flatten_all()
             .unwrap()

@@ -75,7 +75,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde::Serialize;
 
 use crate::board::Board;
-use crate::model::{LoadedModel, ModelDir};
+use crate::model::{Ensemble, LoadedModel, ModelDir};
 use crate::source::live::NO_FRAME;
 use crate::source::{Frame, JointSource};
 use crate::{Error, Result};
@@ -103,8 +103,8 @@ pub enum Pace {
 
 enum ModelChoice {
     None,
-    Loaded(Box<LoadedModel>, DType),
-    Dir(PathBuf),
+    Loaded(Box<Ensemble>, DType),
+    Dirs(Vec<PathBuf>, Option<Vec<f64>>),
 }
 
 /// Builds a [`Runtime`].
@@ -128,7 +128,7 @@ pub struct RuntimeBuilder {
 /// A wired runtime, ready to [`Runtime::run`].
 pub struct Runtime {
     source: Box<dyn JointSource>,
-    model: LoadedModel,
+    model: Ensemble,
     dtype: DType,
     device: Device,
     board: Board,
@@ -178,20 +178,35 @@ impl RuntimeBuilder {
 
     /// A loaded model computing in f32 (loaded on the board's device).
     pub fn model(mut self, m: LoadedModel) -> Self {
-        self.model = ModelChoice::Loaded(Box::new(m), DType::F32);
+        self.model = ModelChoice::Loaded(Box::new(Ensemble::single(m)), DType::F32);
         self
     }
 
     /// A loaded model computing in `dtype`.
     pub fn model_with_dtype(mut self, m: LoadedModel, dtype: DType) -> Self {
-        self.model = ModelChoice::Loaded(Box::new(m), dtype);
+        self.model = ModelChoice::Loaded(Box::new(Ensemble::single(m)), dtype);
+        self
+    }
+
+    /// Several models fused on every window (for example one per input
+    /// stream; see [`Ensemble`]), computing in `dtype`.
+    pub fn ensemble(mut self, e: Ensemble, dtype: DType) -> Self {
+        self.model = ModelChoice::Loaded(Box::new(e), dtype);
+        self
+    }
+
+    /// Model directories fused on every window with `weights` (default:
+    /// [`crate::model::ensemble::default_weight`] of each model's streams),
+    /// loaded at [`RuntimeBuilder::build`] on the board's device and dtype.
+    pub fn model_dirs(mut self, dirs: Vec<PathBuf>, weights: Option<Vec<f64>>) -> Self {
+        self.model = ModelChoice::Dirs(dirs, weights);
         self
     }
 
     /// A model directory, loaded at [`RuntimeBuilder::build`] on the board's
     /// device and precision.
     pub fn model_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.model = ModelChoice::Dir(dir.into());
+        self.model = ModelChoice::Dirs(vec![dir.into()], None);
         self
     }
 
@@ -291,15 +306,15 @@ impl RuntimeBuilder {
         let (mut model, dtype) = match self.model {
             ModelChoice::None => return Err(Error::config("runtime.model", "no model given")),
             ModelChoice::Loaded(m, d) => (*m, d),
-            ModelChoice::Dir(p) => {
-                let dir = ModelDir::open(&p)?;
-                (
-                    dir.load_inference(&device, Some(board.dtype()))?,
-                    board.dtype(),
-                )
+            ModelChoice::Dirs(dirs, weights) => {
+                let mut members = Vec::with_capacity(dirs.len());
+                for p in &dirs {
+                    members.push(ModelDir::open(p)?.load_inference(&device, Some(board.dtype()))?);
+                }
+                (Ensemble::new(members, weights)?, board.dtype())
             }
         };
-        let card = model.card.clone();
+        let card = model.card().clone();
         if card.temporal.frames > board.max_window {
             return Err(Error::mismatch(
                 format!("board {}: temporal.frames", board.name),
@@ -308,7 +323,8 @@ impl RuntimeBuilder {
             ));
         }
         let needed_gmacs = if self.check_fit {
-            Some(board.check_model(&model)?)
+            let members: Vec<&LoadedModel> = model.members().iter().collect();
+            Some(board.check_models(&members)?)
         } else {
             None
         };
@@ -322,7 +338,7 @@ impl RuntimeBuilder {
             ));
         }
         if self.fold_bn {
-            model.encoder = model.encoder.fold_batch_norm()?;
+            model = model.fold_batch_norm()?;
         }
         let mut tracker = TrackerConfig::new(card.temporal.frames);
         tracker.stride = self.stride.unwrap_or(board.stride);
@@ -579,9 +595,15 @@ impl Runtime {
         self.stop.clone()
     }
 
-    /// The model card in use.
+    /// The model's name (an ensemble's members joined with ` + `).
+    pub fn model_name(&self) -> String {
+        self.model.name()
+    }
+
+    /// The model card in use (an ensemble's first member: the contract
+    /// all its members share).
     pub fn card(&self) -> &crate::model::ModelCard {
-        &self.model.card
+        self.model.card()
     }
 
     /// Runs until the source ends or the stop flag is set; returns what was
@@ -609,28 +631,28 @@ impl Runtime {
         let failed = Arc::new(AtomicBool::new(false));
         let source_desc = source.describe();
         let src_layout = source.layout();
-        let card = model.card.clone();
+        let card = model.card().clone();
+        let model_name = model.name();
         let model_layout = card.layout()?;
         let max_people = tracker_cfg.max_people;
         let (t, v) = (tracker_cfg.window, model_layout.num_joints());
         // One forward pass at the largest batch before the first frame, so
         // that lazy set-up (thread pools, scratch buffers, kernels) is not
         // paid by the first person's first window.
-        {
-            let x = Tensor::zeros(
+        model.logits(|c| {
+            Ok(Tensor::zeros(
                 (
                     board.batch.max(1),
-                    card.input.channels(),
-                    card.temporal.frames,
+                    c.input.channels(),
+                    c.temporal.frames,
                     v,
-                    card.input.persons,
+                    c.input.persons,
                 ),
                 DType::F32,
                 &device,
             )?
-            .to_dtype(dtype)?;
-            model.logits(&x)?;
-        }
+            .to_dtype(dtype)?)
+        })?;
 
         let (frame_tx, frame_rx) = bounded::<FrameMsg>(queue);
         let (win_tx, win_rx) = bounded::<WindowMsg>(queue);
@@ -800,7 +822,6 @@ impl Runtime {
         // inference
         let inf = {
             let (score_rx, counters) = (score_rx.clone(), counters.clone());
-            let card = card.clone();
             let max_batch = board.batch;
             let win_rx = win_rx.clone();
             let (wpool_tx, failed) = (wpool_tx.clone(), failed.clone());
@@ -833,9 +854,10 @@ impl Runtime {
                                 let mut probs = if refs.is_empty() {
                                     Vec::new()
                                 } else {
-                                    let x = input::window_tensor(&refs, &card, &device)?
-                                        .to_dtype(dtype)?;
-                                    let logits = model.logits(&x)?.to_dtype(DType::F32)?;
+                                    let logits = model.logits(|c| {
+                                        Ok(input::window_tensor(&refs, c, &device)?
+                                            .to_dtype(dtype)?)
+                                    })?;
                                     let p = candle_nn::ops::softmax_last_dim(&logits)?
                                         .to_vec2::<f32>()?;
                                     fwd.record(now_ns().saturating_sub(start));
@@ -947,7 +969,7 @@ impl Runtime {
         let stopped = stopped_by_flag || stop.load(Ordering::Relaxed);
         Ok(Report {
             source: source_desc,
-            model: card.name.clone(),
+            model: model_name,
             board: board.name.clone(),
             frames,
             tracks: counts.tracks_started,

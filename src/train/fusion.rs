@@ -7,27 +7,17 @@
 //! 0.6, 0.6, 0.4, 0.4; two models are summed with equal weights. Every
 //! model keeps its own card, so each computes its own stream through the
 //! one input path ([`crate::window::to_input`]); fusion only needs them to
-//! agree on the classes and to score the same clips.
+//! agree on the classes and to score the same clips. The weights and checks
+//! are shared with serving ([`crate::model::ensemble`]).
 
 use candle_core::Device;
 
 use super::metrics::{Accumulator, Evaluation};
 use super::trainer::forward_clips;
+pub use crate::model::ensemble::{check_compatible, default_weight};
 use crate::model::{Encoder, ModelCard};
 use crate::source::Clip;
-use crate::window::Stream;
 use crate::{Error, Result};
-
-/// CTR-GCN's weight for a model reading `streams`: 0.4 when every stream
-/// is a motion stream, else 0.6.
-pub fn default_weight(streams: &[Stream]) -> f64 {
-    let motion = |s: &Stream| matches!(s, Stream::JointMotion | Stream::BoneMotion);
-    if !streams.is_empty() && streams.iter().all(motion) {
-        0.4
-    } else {
-        0.6
-    }
-}
 
 /// Class scores of every clip: `scores[clip][class]`, in clip order.
 pub fn scores(
@@ -100,32 +90,6 @@ pub fn evaluate_scores(scores: &[Vec<f32>], labels: &[usize], num_class: usize) 
     acc.finish()
 }
 
-/// Checks that models can be fused: same classes in the same order, same
-/// skeleton layout.
-pub fn check_compatible(cards: &[&ModelCard]) -> Result<()> {
-    let Some(first) = cards.first() else {
-        return Err(Error::config("fusion", "needs at least one model"));
-    };
-    for c in &cards[1..] {
-        if c.classes != first.classes {
-            return Err(Error::config(
-                "fusion",
-                format!("{} and {} have different classes", first.name, c.name),
-            ));
-        }
-        if c.skeleton.layout != first.skeleton.layout {
-            return Err(Error::config(
-                "fusion",
-                format!(
-                    "{} reads {}, {} reads {}",
-                    first.name, first.skeleton.layout, c.name, c.skeleton.layout
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,14 +125,5 @@ mod tests {
         assert!(fuse(std::slice::from_ref(&a), &[f64::NAN]).is_err());
         assert!(fuse(&[], &[]).is_err());
         assert!(fuse(&[a.clone(), vec![]], &[1.0, 1.0]).is_err());
-    }
-
-    #[test]
-    fn ctrgcn_weights() {
-        assert_eq!(default_weight(&[Stream::Joint]), 0.6);
-        assert_eq!(default_weight(&[Stream::Bone]), 0.6);
-        assert_eq!(default_weight(&[Stream::JointMotion]), 0.4);
-        assert_eq!(default_weight(&[Stream::BoneMotion]), 0.4);
-        assert_eq!(default_weight(&[Stream::Joint, Stream::JointMotion]), 0.6);
     }
 }

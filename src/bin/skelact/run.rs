@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use skelact::board::Board;
-use skelact::model::{builtin, LoadedModel, ModelDir};
+use skelact::model::{builtin, Ensemble, LoadedModel, ModelDir};
 use skelact::runtime::sink::{JsonLines, UdpJson};
-use skelact::runtime::{DecisionConfig, Event, EventKind, Pace, Report, Runtime, Sink};
+use skelact::runtime::{
+    DecisionConfig, Event, EventKind, Pace, Report, Runtime, RuntimeBuilder, Sink,
+};
 use skelact::skeleton::Layout;
 use skelact::source::recording::{RecordingSource, RecordingWriter};
 use skelact::source::replay::{ReplaySource, Segment};
@@ -36,9 +38,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub pose_model: Option<PathBuf>,
     /// Model directory, or `builtin:NAME` for an architecture with fresh
-    /// (untrained) weights. Default: the shipped model.
+    /// (untrained) weights. Default: the shipped model. Repeat it to fuse
+    /// several models on every window (one per input stream, for example:
+    /// joint, bone, joint-motion, bone-motion), their logits summed with
+    /// `--weights`.
     #[arg(long)]
-    pub model: Option<String>,
+    pub model: Vec<String>,
+    /// Fusion weights, one per `--model` (default: CTR-GCN's, 0.6 for joint
+    /// and bone models, 0.4 for motion models).
+    #[arg(long, value_delimiter = ',')]
+    pub weights: Option<Vec<f64>>,
     /// Board profile name (x86-cpu, jetson-orin-nano, jetson-agx-orin,
     /// jetson-xavier-nx) or a .toml file.
     #[arg(long, default_value = "x86-cpu")]
@@ -206,25 +215,42 @@ fn open_realsense(
     bail!("--source realsense needs a build with `--features realsense` (see README: RealSense)")
 }
 
-/// Resolves `--model`: a directory, `builtin:NAME`, or the shipped default.
-pub fn resolve_model(
-    model: Option<&str>,
-    board: &Board,
-) -> Result<(Option<LoadedModel>, Option<PathBuf>)> {
-    let name = match model {
-        Some(m) => m.to_string(),
-        None => {
-            let p = Path::new(DEFAULT_MODEL);
-            if !p.join("model.toml").is_file() {
-                bail!(
-                    "the shipped model {DEFAULT_MODEL} is not there (yet); \
-                     pass --model DIR, or --model builtin:ctrgcn-edge for untrained weights"
-                );
-            }
-            DEFAULT_MODEL.to_string()
+/// What `--model` names.
+pub enum Resolved {
+    /// A built-in architecture with fresh weights.
+    Fresh(LoadedModel),
+    /// Model directories (one, or several to fuse).
+    Dirs(Vec<PathBuf>),
+}
+
+impl Resolved {
+    /// Hands the model(s) to a runtime builder; `weights` fuse several.
+    fn into_builder(self, b: RuntimeBuilder, weights: Option<Vec<f64>>) -> Result<RuntimeBuilder> {
+        Ok(match self {
+            Resolved::Fresh(m) => b.model(m),
+            Resolved::Dirs(d) if d.len() == 1 && weights.is_none() => b.model_dir(&d[0]),
+            Resolved::Dirs(d) => b.model_dirs(d, weights),
+        })
+    }
+}
+
+/// Resolves `--model` (repeatable): directories, one `builtin:NAME`, or
+/// the shipped default.
+pub fn resolve_models(models: &[String], board: &Board) -> Result<Resolved> {
+    if models.is_empty() {
+        let p = Path::new(DEFAULT_MODEL);
+        if !p.join("model.toml").is_file() {
+            bail!(
+                "the shipped model {DEFAULT_MODEL} is not there (yet); \
+                 pass --model DIR, or --model builtin:ctrgcn-edge for untrained weights"
+            );
         }
-    };
-    if let Some(b) = name.strip_prefix("builtin:") {
+        return Ok(Resolved::Dirs(vec![p.to_path_buf()]));
+    }
+    if let Some(b) = models.iter().find_map(|m| m.strip_prefix("builtin:")) {
+        if models.len() > 1 {
+            bail!("--model builtin:{b} cannot be fused with other models");
+        }
         let Some(card) = builtin::card(b) else {
             bail!(
                 "no built-in architecture `{b}` ({})",
@@ -232,10 +258,9 @@ pub fn resolve_model(
             );
         };
         log::warn!("model builtin:{b} has fresh, untrained weights: its events mean nothing");
-        let m = builtin::fresh(&card?, &board.device()?)?;
-        return Ok((Some(m), None));
+        return Ok(Resolved::Fresh(builtin::fresh(&card?, &board.device()?)?));
     }
-    Ok((None, Some(PathBuf::from(name))))
+    Ok(Resolved::Dirs(models.iter().map(PathBuf::from).collect()))
 }
 
 /// A stdout/file/UDP sink that leaves out per-window scores unless asked.
@@ -305,19 +330,14 @@ pub fn run(a: &RunArgs) -> Result<()> {
         emit_scores: want_scores,
         ..DecisionConfig::default()
     };
-    let (loaded, dir) = resolve_model(a.model.as_deref(), &board)?;
-    let mut b = Runtime::builder()
+    let b = Runtime::builder()
         .source_boxed(source)
         .board(board.clone())
         .decisions(decisions)
         .pace(if realtime { Pace::Realtime } else { Pace::Fast })
         .stop_flag(stop)
         .check_fit(!a.no_fit_check);
-    b = match (loaded, dir) {
-        (Some(m), _) => b.model(m),
-        (None, Some(d)) => b.model_dir(d),
-        (None, None) => unreachable!("resolve_model returns one"),
-    };
+    let mut b = resolve_models(&a.model, &board)?.into_builder(b, a.weights.clone())?;
     if let Some(s) = a.stride {
         b = b.stride(s);
     }
@@ -352,7 +372,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let card = rt.card().clone();
     eprintln!(
         "skelact run: model {} ({} classes, {} frames/window), board {}, {}",
-        card.name,
+        rt.model_name(),
         card.classes.len(),
         card.temporal.frames,
         board.name,
@@ -384,8 +404,8 @@ fn write_report(to: Option<&str>, report: &Report) -> Result<()> {
 }
 
 /// Scores each replayed clip by the windows that ended inside it (their
-/// probabilities summed), and compares with the model run offline on the
-/// whole clip.
+/// probabilities summed), and compares with the model (or the fused
+/// models) run offline on the whole clip.
 fn replay_accuracy(
     a: &RunArgs,
     segments: &[Segment],
@@ -418,21 +438,20 @@ fn replay_accuracy(
         100.0 * right as f64 / segments.len().max(1) as f64
     );
     // offline: the same model on whole clips
-    if a.model
-        .as_deref()
-        .is_some_and(|m| m.starts_with("builtin:"))
-    {
+    if a.model.iter().any(|m| m.starts_with("builtin:")) {
         eprintln!("offline clips:    skipped (fresh builtin weights differ from run to run)");
         return Ok(());
     }
     let board = Board::by_name_or_path(&a.board)?;
-    let (loaded, dir) = resolve_model(a.model.as_deref(), &board)?;
     let dev = Device::Cpu;
-    let model = match (loaded, dir) {
-        (Some(m), _) => m,
-        (None, Some(d)) => ModelDir::open(d)?.load(&dev, None)?,
-        _ => unreachable!(),
+    let Resolved::Dirs(dirs) = resolve_models(&a.model, &board)? else {
+        return Ok(());
     };
+    let mut members = Vec::with_capacity(dirs.len());
+    for d in &dirs {
+        members.push(ModelDir::open(d)?.load(&dev, None)?);
+    }
+    let model = Ensemble::new(members, a.weights.clone())?;
     let clips = match a.source.as_str() {
         s if s.starts_with("replay:nwucla") => {
             let dir = s
@@ -456,8 +475,10 @@ fn replay_accuracy(
     };
     let mut right_off = 0;
     for c in &clips {
-        let x = model_input(PoseSeq::from_clip(c)?, &model.card, &dev)?;
-        let logits = model.logits(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        let logits = model
+            .logits(|card| model_input(PoseSeq::from_clip(c)?, card, &dev))?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         if argmax(&logits) == c.label {
             right_off += 1;
         }
@@ -505,14 +526,14 @@ pub fn bench_pipeline(
 ) -> Result<()> {
     let board = Board::by_name_or_path(board)?;
     apply_threads(&board);
-    let model = match model {
-        Some(m) => Some(m.to_string()),
-        None if Path::new(DEFAULT_MODEL).join("model.toml").is_file() => None,
+    let model: Vec<String> = match model {
+        Some(m) => vec![m.to_string()],
+        None if Path::new(DEFAULT_MODEL).join("model.toml").is_file() => Vec::new(),
         None => {
             eprintln!(
                 "(shipped model not found: benchmarking builtin:ctrgcn-edge with fresh weights)"
             );
-            Some("builtin:ctrgcn-edge".to_string())
+            vec!["builtin:ctrgcn-edge".to_string()]
         }
     };
     let mut reports = Vec::new();
@@ -527,17 +548,12 @@ pub fn bench_pipeline(
         "drops"
     );
     for people in [1usize, 4, 8] {
-        let (loaded, dir) = resolve_model(model.as_deref(), &board)?;
-        let mut b = Runtime::builder()
+        let b = Runtime::builder()
             .source(SyntheticSource::new(people, seconds, 0))
             .board(board.clone())
             .max_people(people.max(board.max_people))
             .pace(Pace::Realtime);
-        b = match (loaded, dir) {
-            (Some(m), _) => b.model(m),
-            (None, Some(d)) => b.model_dir(d),
-            _ => unreachable!(),
-        };
+        let b = resolve_models(&model, &board)?.into_builder(b, None)?;
         let r = b.build()?.run()?;
         let l = &r.latency;
         println!(
