@@ -32,6 +32,11 @@
 //! - [`sink`]: JSON Lines, UDP, callback; [`event`]: what they receive.
 //! - [`latency`]: fixed-bucket histograms.
 //!
+//! Several models (one per input stream, say) can score every window
+//! together: [`RuntimeBuilder::model_dirs`] or [`RuntimeBuilder::ensemble`]
+//! with a [`crate::model::Ensemble`]; their weighted logits are summed
+//! before the softmax, and the tracker cuts one window for all of them.
+//!
 //! ## Threads and channels
 //!
 //! ```text
