@@ -710,3 +710,41 @@ fn a_seed_reproduces_a_run_bit_for_bit() -> anyhow::Result<()> {
     assert_ne!(a, run(4, "c")?);
     Ok(())
 }
+
+#[test]
+fn ema_run_exports_the_average_and_resumes_it() -> anyhow::Result<()> {
+    let Some(root) = nwucla_root() else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let split = data::load(Benchmark::NwuclaCrossView, &root, Some(24))?;
+    let run_dir = work.path().join("run");
+    let mut cfg = tiny_real_config(root, run_dir.clone(), 1);
+    cfg.ema = Some(0.9);
+    let out = trainer::train_on(&cfg, &split, &Device::Cpu)?;
+    let steps = split.train.len().div_ceil(cfg.batch_size) as u64;
+    let ema = skelact::train::ema::Ema::load(&run_dir.join("ema.safetensors"), 0.9, &Device::Cpu)?;
+    assert_eq!(ema.updates(), steps);
+    let last =
+        candle_core::safetensors::load(run_dir.join("checkpoint.safetensors"), &Device::Cpu)?;
+    // The export is the average, not the last weights.
+    let mut differs = 0;
+    for (name, avg) in ema.weights() {
+        let exported = out.weights[name].flatten_all()?.to_vec1::<f32>()?;
+        assert_eq!(exported, avg.flatten_all()?.to_vec1::<f32>()?, "{name}");
+        if last[name].flatten_all()?.to_vec1::<f32>()? != exported {
+            differs += 1;
+        }
+    }
+    assert!(
+        differs > ema.weights().len() / 2,
+        "{differs} tensors differ"
+    );
+    assert!(out.card.provenance.notes.contains("moving average"));
+    // A resumed run continues the same average.
+    cfg.epochs = 2;
+    trainer::train_on(&cfg, &split, &Device::Cpu)?;
+    let ema = skelact::train::ema::Ema::load(&run_dir.join("ema.safetensors"), 0.9, &Device::Cpu)?;
+    assert_eq!(ema.updates(), 2 * steps);
+    Ok(())
+}

@@ -15,6 +15,8 @@
 //! - [`optim`]: SGD with Nesterov momentum and AdamW, with selective weight
 //!   decay; warm-up with step or cosine decay.
 //! - [`loss`]: label-smoothed cross-entropy.
+//! - [`ema`]: an exponential moving average of the weights, evaluated and
+//!   exported instead of the last weights (`--ema`).
 //! - [`metrics`]: top-1 / top-5, per-class accuracy, confusion matrix.
 //! - [`fusion`]: weighted score fusion of models that read different
 //!   streams (CTR-GCN's four-stream ensemble).
@@ -34,6 +36,7 @@
 pub mod augment;
 pub mod backend;
 pub mod data;
+pub mod ema;
 pub mod fusion;
 pub mod gap;
 pub mod init;

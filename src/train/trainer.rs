@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::augment::{self, AugmentConfig};
 use super::data::{self, Benchmark, Split};
+use super::ema::Ema;
 use super::loss::cross_entropy_smoothed;
 use super::metrics::{Accumulator, Evaluation};
 use super::optim::{grad_norm, AdamW, Decay, Optimizer, OptimizerKind, Param, Schedule, Sgd};
@@ -137,6 +138,10 @@ pub struct TrainConfig {
     pub label_smoothing: f64,
     /// Clip the global gradient norm to this value.
     pub clip_grad_norm: Option<f64>,
+    /// Evaluate and export an exponential moving average of the weights
+    /// with this decay ([`super::ema`]); `None` uses the last weights.
+    #[serde(default)]
+    pub ema: Option<f64>,
     /// Augmentations.
     pub augment: AugmentConfig,
     /// The input stream the model reads (CTR-GCN trains one model per
@@ -218,6 +223,7 @@ impl TrainConfig {
             weight_decay: 1e-4,
             label_smoothing: 0.0,
             clip_grad_norm: None,
+            ema: None,
             augment: AugmentConfig::default(),
             stream: Stream::Joint,
             seed: 1,
@@ -502,6 +508,8 @@ const MOMENTUM: &str = "momentum.safetensors";
 /// AdamW's moments and step count.
 const ADAMW_STATE: &str = "adamw.safetensors";
 const STATE: &str = "state.json";
+/// The moving average of the weights (`--ema`).
+const EMA: &str = "ema.safetensors";
 /// Per-epoch records, in the work directory and the model directory.
 pub const METRICS: &str = "metrics.csv";
 const GAP_HEAD: &str = "gap-head.safetensors";
@@ -765,6 +773,14 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         let n = super::init::load_matching(&varmap, init, device)?;
         log::info!("{n} tensors initialised from {}", init.display());
     }
+    let ema_path = cfg.work_dir.join(EMA);
+    let mut ema = match cfg.ema {
+        None => None,
+        Some(d) if state.epochs_done > 0 && ema_path.exists() => {
+            Some(Ema::load(&ema_path, d, device)?)
+        }
+        Some(d) => Some(Ema::new(&varmap, d)?),
+    };
     let n_train = split.train.len();
     let per_epoch = n_train * cfg.repeat.max(1);
     let steps_per_epoch = per_epoch.div_ceil(cfg.batch_size);
@@ -847,6 +863,9 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
                 None => 1.0,
             };
             opt.step(&grads, scale)?;
+            if let Some(e) = ema.as_mut() {
+                e.update(&varmap)?;
+            }
             log::debug!(
                 "step {step}: forward {:.0} ms, backward {:.0} ms, update {:.0} ms",
                 (t1 - t0).as_secs_f64() * 1e3,
@@ -866,7 +885,18 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         let train_s = started.elapsed().as_secs_f64();
         let last = epoch + 1 == epochs;
         let eval = if last || (epoch + 1) % cfg.eval_every.max(1) == 0 {
-            Some(evaluate(encoder.as_ref(), &card, &split.test, 64, device)?)
+            Some(match &ema {
+                Some(e) => {
+                    let mut w = e.weights().clone();
+                    w.extend(frozen.clone());
+                    let averaged = build_encoder(
+                        &card.architecture,
+                        VarBuilder::from_tensors(w, DType::F32, device),
+                    )?;
+                    evaluate(averaged.as_ref(), &card, &split.test, 64, device)?
+                }
+                None => evaluate(encoder.as_ref(), &card, &split.test, 64, device)?,
+            })
         } else {
             None
         };
@@ -897,6 +927,9 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         state.wall_s += started.elapsed().as_secs_f64();
         // checkpoint: weights (with BN running statistics), optimizer, state
         varmap.save(&ckpt)?;
+        if let Some(e) = &ema {
+            e.save(&ema_path)?;
+        }
         if let Some(g) = &gap {
             g.varmap.save(&gap_ckpt)?;
         }
@@ -932,8 +965,12 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             }
         }
     }
-    // Evaluate what ships: weights rounded to f16, computed in f32.
-    let mut weights = weights_of(&varmap)?;
+    // Evaluate what ships: weights (or their average) rounded to f16,
+    // computed in f32.
+    let mut weights = match &ema {
+        Some(e) => e.weights().clone(),
+        None => weights_of(&varmap)?,
+    };
     weights.extend(frozen);
     let rounded: HashMap<String, Tensor> = weights
         .iter()
@@ -968,6 +1005,15 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             g.descriptions_digest,
             g.bank.dim()
         ),
+    };
+    let objective = match &ema {
+        Some(e) => format!(
+            "{objective} Evaluated and exported: the exponential moving average of the weights \
+             and BN statistics (decay {}, warmed up as min(decay, (1 + k) / (10 + k)), {} updates).",
+            cfg.ema.unwrap_or_default(),
+            e.updates()
+        ),
+        None => objective,
     };
     let objective = match &cfg.init {
         Some(p) => format!(

@@ -85,6 +85,10 @@ pub struct TrainArgs {
     /// Clip the global gradient norm.
     #[arg(long)]
     pub clip_grad: Option<f64>,
+    /// Evaluate and export an exponential moving average of the weights
+    /// with this decay (e.g. 0.999) instead of the last weights.
+    #[arg(long)]
+    pub ema: Option<f64>,
     /// Probability of a left/right flip.
     #[arg(long, default_value_t = 0.0)]
     pub flip: f32,
@@ -215,6 +219,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     cfg.eps = a.eps;
     cfg.label_smoothing = a.label_smoothing;
     cfg.clip_grad_norm = a.clip_grad;
+    cfg.ema = a.ema;
     cfg.augment.flip_p = a.flip;
     cfg.augment.shear = a.shear;
     cfg.augment.spatial_mask_p = a.spatial_mask;
