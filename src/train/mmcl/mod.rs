@@ -171,7 +171,9 @@ pub fn resolve_teacher(
 
 impl Mmcl {
     /// Sets MMCL up for a run on `bench` (UTD-MHAD only: it has the depth
-    /// video) with `train` clips under `data_root`.
+    /// video) with `train` clips under `data_root`; fresh modules drawn
+    /// from `seed`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         arch: &Architecture,
         bench: Benchmark,
