@@ -2,6 +2,8 @@
 //! input behave as documented, and bad input is counted or refused, never a
 //! panic or a hang.
 
+mod common;
+
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
@@ -268,4 +270,21 @@ fn ntu_skeleton_files_replay_as_one_stream() {
         .iter()
         .flat_map(|f| &f.people)
         .all(|p| p.joints.len() == 25));
+}
+
+#[test]
+fn utd_replay_takes_the_subjects_asked_for() {
+    let Some(dir) = common::shared_data("utd-mhad/skeleton") else {
+        return;
+    };
+    let test = skelact::source::replay::utd_clips(&dir, Some(&[2, 4, 6, 8]), 10_000).unwrap();
+    assert_eq!(test.len(), 430, "the cross-subject test split");
+    assert!(test
+        .iter()
+        .all(|c| matches!(c.meta.subject, Some(2 | 4 | 6 | 8))));
+    let few = skelact::source::replay::utd_clips(&dir, Some(&[1]), 5).unwrap();
+    assert_eq!(few.len(), 5);
+    assert!(few.iter().all(|c| c.meta.subject == Some(1)));
+    let src = ReplaySource::utd(&dir, Some(&[1]), 5, 0.5).unwrap();
+    assert_eq!(src.segments().len(), 5);
 }

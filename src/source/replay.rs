@@ -113,16 +113,11 @@ impl ReplaySource {
         Self::new(clips, gap_s)
     }
 
-    /// UTD-MHAD skeleton clips of `dir`, at most `limit`.
-    pub fn utd(dir: &Path, limit: usize, gap_s: f32) -> Result<Self> {
-        let mut clips = Vec::new();
-        for path in super::utd::list(dir, super::utd::Modality::Skeleton)? {
-            if clips.len() >= limit {
-                break;
-            }
-            clips.push(super::utd::read_skeleton(&path)?);
-        }
-        Self::new(clips, gap_s)
+    /// UTD-MHAD skeleton clips of `dir`, at most `limit`; with `subjects`,
+    /// only clips of those performers (the cross-subject test split is
+    /// subjects 2, 4, 6, 8).
+    pub fn utd(dir: &Path, subjects: Option<&[u32]>, limit: usize, gap_s: f32) -> Result<Self> {
+        Self::new(utd_clips(dir, subjects, limit)?, gap_s)
     }
 
     /// NTU RGB+D `.skeleton` files of `dir` (two bodies selected by motion
@@ -208,4 +203,20 @@ impl JointSource for ReplaySource {
             self.fps
         )
     }
+}
+
+/// The UTD-MHAD skeleton clips [`ReplaySource::utd`] replays, in file
+/// order: at most `limit`, of `subjects` when given.
+pub fn utd_clips(dir: &Path, subjects: Option<&[u32]>, limit: usize) -> Result<Vec<Clip>> {
+    let mut clips = Vec::new();
+    for path in super::utd::list(dir, super::utd::Modality::Skeleton)? {
+        if clips.len() >= limit {
+            break;
+        }
+        let clip = super::utd::read_skeleton(&path)?;
+        if subjects.is_none_or(|s| clip.meta.subject.is_some_and(|x| s.contains(&x))) {
+            clips.push(clip);
+        }
+    }
+    Ok(clips)
 }

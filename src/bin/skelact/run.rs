@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// NW-UCLA view to replay (1..3; the cross-view test view is 3).
     #[arg(long, default_value_t = 3)]
     pub view: u32,
+    /// UTD-MHAD performers to replay: `test` (the cross-subject test
+    /// subjects 2, 4, 6, 8), `train` (1, 3, 5, 7) or `all`.
+    #[arg(long, default_value = "test")]
+    pub subjects: String,
     /// Most clips to replay.
     #[arg(long, default_value_t = 10_000)]
     pub limit: usize,
@@ -165,7 +169,7 @@ fn open_source(a: &RunArgs) -> Result<(Box<dyn JointSource>, Vec<Segment>)> {
                         dir.display()
                     );
                 }
-                ReplaySource::utd(&dir, a.limit, a.gap)?
+                ReplaySource::utd(&dir, utd_subjects(&a.subjects)?, a.limit, a.gap)?
             }
             "ntu" => {
                 let dir = dir.unwrap_or_else(|| data_dir().join("ntu/nturgb+d_skeletons"));
@@ -477,6 +481,13 @@ fn replay_accuracy(
             }
             out
         }
+        s if s.starts_with("replay:utd") => {
+            let dir = s
+                .strip_prefix("replay:utd:")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir().join("utd-mhad/skeleton"));
+            skelact::source::replay::utd_clips(&dir, utd_subjects(&a.subjects)?, a.limit)?
+        }
         _ => return Ok(()),
     };
     let mut right_off = 0;
@@ -496,6 +507,16 @@ fn replay_accuracy(
         100.0 * right_off as f64 / clips.len().max(1) as f64
     );
     Ok(())
+}
+
+/// `--subjects` for a UTD-MHAD replay.
+fn utd_subjects(s: &str) -> Result<Option<&'static [u32]>> {
+    Ok(match s {
+        "test" => Some(&[2, 4, 6, 8]),
+        "train" => Some(&[1, 3, 5, 7]),
+        "all" => None,
+        other => bail!("--subjects takes test, train or all, not `{other}`"),
+    })
 }
 
 fn argmax(v: &[f32]) -> usize {
