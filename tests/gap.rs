@@ -191,21 +191,11 @@ fn gap_method_trains_two_steps_and_exports_a_normal_model() -> anyhow::Result<()
     Ok(())
 }
 
-/// Every tensor of `vm`, by name, as f32 values.
-fn weights(vm: &VarMap) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
-    let mut out = Vec::new();
-    for (name, var) in vm.data().lock().map_err(|e| anyhow::anyhow!("{e}"))?.iter() {
-        out.push((name.clone(), var.as_tensor().flatten_all()?.to_vec1()?));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
 #[test]
 fn the_seed_decides_the_gap_heads_initial_weights() -> anyhow::Result<()> {
     let (dev, layout) = (Device::Cpu, Layout::by_name("kinect20-ucla")?);
     let draw = |seed| -> anyhow::Result<Vec<(String, Vec<f32>)>> {
-        weights(&head::build(24, 16, layout, &dev, seed)?.0)
+        common::varmap_values(&head::build(24, 16, layout, &dev, seed)?.0)
     };
     let (a, b, c) = (draw(7)?, draw(7)?, draw(8)?);
     assert!(!a.is_empty());

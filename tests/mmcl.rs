@@ -449,17 +449,7 @@ fn mmcl_method_trains_two_steps_and_exports_a_skeleton_only_model() -> anyhow::R
 fn the_seed_decides_the_mmcl_modules_initial_weights() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let draw = |seed| -> anyhow::Result<Vec<(String, Vec<f32>)>> {
-        let vm = build_modules(24, 5, 4, 3, &dev, seed)?.0;
-        let data = vm.data().lock().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut out = Vec::new();
-        for (name, var) in data.iter() {
-            out.push((
-                name.clone(),
-                var.as_tensor().flatten_all()?.to_vec1::<f32>()?,
-            ));
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        common::varmap_values(&build_modules(24, 5, 4, 3, &dev, seed)?.0)
     };
     let (a, b, c) = (draw(3)?, draw(3)?, draw(4)?);
     assert!(!a.is_empty());

@@ -102,6 +102,23 @@ pub fn check_servable(cards: &[&ModelCard]) -> Result<()> {
     Ok(())
 }
 
+/// Checks fusion weights: one per model, each finite.
+pub fn check_weights(weights: &[f64], models: usize) -> Result<()> {
+    if weights.len() != models {
+        return Err(Error::config(
+            "fusion weights",
+            format!("{} weights for {models} models", weights.len()),
+        ));
+    }
+    if let Some(w) = weights.iter().find(|w| !w.is_finite()) {
+        return Err(Error::config(
+            "fusion weights",
+            format!("{w} is not finite"),
+        ));
+    }
+    Ok(())
+}
+
 /// Models served together on one stream, with their fusion weights.
 #[derive(Debug)]
 pub struct Ensemble {
@@ -133,18 +150,7 @@ impl Ensemble {
                 .map(|c| default_weight(&c.input.streams))
                 .collect(),
         };
-        if weights.len() != members.len() {
-            return Err(Error::config(
-                "ensemble weights",
-                format!("{} weights for {} models", weights.len(), members.len()),
-            ));
-        }
-        if let Some(w) = weights.iter().find(|w| !w.is_finite()) {
-            return Err(Error::config(
-                "ensemble weights",
-                format!("{w} is not finite"),
-            ));
-        }
+        check_weights(&weights, members.len())?;
         Ok(Self { members, weights })
     }
 

@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 
 use super::tracker::TrackWindow;
 use crate::model::ModelCard;
-use crate::window::input::{prepare, to_input, PoseSeq, PrepareOptions};
+use crate::window::input::{prepare, to_input, PoseSeq, PrepareOptions, Prepared};
 use crate::{Error, Result};
 
 /// The model input `(N, C, T, V, M)` for a batch of track windows, each
@@ -21,6 +21,16 @@ pub fn window_tensor(
     card: &ModelCard,
     device: &Device,
 ) -> Result<Tensor> {
+    let prepared = prepare_windows(windows, card)?;
+    let refs: Vec<_> = prepared.iter().collect();
+    to_input(&refs, card, device)
+}
+
+/// The windows normalized and their frames selected as `card` says, before
+/// streams are computed: what every model of an ensemble shares (the
+/// members agree on everything [`prepare`] reads), so that each member
+/// only computes its streams ([`to_input`]).
+pub fn prepare_windows(windows: &[&TrackWindow], card: &ModelCard) -> Result<Vec<Prepared>> {
     if windows.is_empty() {
         return Err(Error::config("batch", "needs at least one window"));
     }
@@ -37,6 +47,5 @@ pub fn window_tensor(
         let seq = PoseSeq::new(joints, w.frames, 1, w.num_joints)?;
         prepared.push(prepare(seq, card, PrepareOptions::default())?);
     }
-    let refs: Vec<_> = prepared.iter().collect();
-    to_input(&refs, card, device)
+    Ok(prepared)
 }

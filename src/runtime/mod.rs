@@ -83,6 +83,7 @@ use crate::board::Board;
 use crate::model::{Ensemble, LoadedModel, ModelDir};
 use crate::source::live::NO_FRAME;
 use crate::source::{Frame, JointSource};
+use crate::window::to_input;
 use crate::{Error, Result};
 
 pub use decision::{DecisionConfig, Decisions};
@@ -859,9 +860,11 @@ impl Runtime {
                                 let mut probs = if refs.is_empty() {
                                     Vec::new()
                                 } else {
+                                    // normalized once, streams per model
+                                    let prepared = input::prepare_windows(&refs, model.card())?;
+                                    let prepared: Vec<_> = prepared.iter().collect();
                                     let logits = model.logits(|c| {
-                                        Ok(input::window_tensor(&refs, c, &device)?
-                                            .to_dtype(dtype)?)
+                                        Ok(to_input(&prepared, c, &device)?.to_dtype(dtype)?)
                                     })?;
                                     let p = candle_nn::ops::softmax_last_dim(&logits)?
                                         .to_vec2::<f32>()?;

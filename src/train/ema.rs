@@ -18,6 +18,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
+use super::trainer::weights_of;
 use crate::{Error, Result};
 
 /// The averaged weights and the number of updates so far.
@@ -43,7 +44,11 @@ impl Ema {
         Ok(Self {
             decay,
             updates: 0,
-            avg: snapshot(varmap)?,
+            // detached, so that the average never records a graph
+            avg: weights_of(varmap)?
+                .into_iter()
+                .map(|(k, t)| (k, t.detach()))
+                .collect(),
         })
     }
 
@@ -116,17 +121,6 @@ impl Ema {
             avg,
         })
     }
-}
-
-/// Detached copies of every tensor of `varmap`.
-fn snapshot(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| Error::config("varmap", "weight map poisoned"))?;
-    data.iter()
-        .map(|(k, v)| Ok((k.clone(), v.as_tensor().detach().copy()?)))
-        .collect()
 }
 
 #[cfg(test)]

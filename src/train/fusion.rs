@@ -14,7 +14,7 @@ use candle_core::Device;
 
 use super::metrics::{Accumulator, Evaluation};
 use super::trainer::forward_clips;
-pub use crate::model::ensemble::{check_compatible, default_weight};
+pub use crate::model::ensemble::{check_compatible, check_weights, default_weight};
 use crate::model::{Encoder, ModelCard};
 use crate::source::Clip;
 use crate::{Error, Result};
@@ -40,18 +40,7 @@ pub fn fuse(scores: &[Vec<Vec<f32>>], weights: &[f64]) -> Result<Vec<Vec<f32>>> 
     let first = scores
         .first()
         .ok_or_else(|| Error::config("fusion", "needs at least one model's scores"))?;
-    if weights.len() != scores.len() {
-        return Err(Error::config(
-            "fusion weights",
-            format!("{} weights for {} models", weights.len(), scores.len()),
-        ));
-    }
-    if let Some(w) = weights.iter().find(|w| !w.is_finite()) {
-        return Err(Error::config(
-            "fusion weights",
-            format!("{w} is not finite"),
-        ));
-    }
+    check_weights(weights, scores.len())?;
     let k = first.first().map_or(0, Vec::len);
     for (m, s) in scores.iter().enumerate() {
         if s.len() != first.len() || s.iter().any(|row| row.len() != k) {

@@ -126,3 +126,15 @@ pub fn seeded_weights(card: &ModelCard, seed: u64) -> HashMap<String, Tensor> {
         })
         .collect()
 }
+
+/// Every tensor of `vm` as `(name, f32 values)`, sorted by name: two weight
+/// maps compare equal exactly when their tensors do.
+pub fn varmap_values(vm: &VarMap) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
+    let data = vm.data().lock().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Vec::with_capacity(data.len());
+    for (name, var) in data.iter() {
+        out.push((name.clone(), var.as_tensor().flatten_all()?.to_vec1()?));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}

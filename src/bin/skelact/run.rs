@@ -229,12 +229,11 @@ pub enum Resolved {
 
 impl Resolved {
     /// Hands the model(s) to a runtime builder; `weights` fuse several.
-    fn into_builder(self, b: RuntimeBuilder, weights: Option<Vec<f64>>) -> Result<RuntimeBuilder> {
-        Ok(match self {
+    fn into_builder(self, b: RuntimeBuilder, weights: Option<Vec<f64>>) -> RuntimeBuilder {
+        match self {
             Resolved::Fresh(m) => b.model(*m),
-            Resolved::Dirs(d) if d.len() == 1 && weights.is_none() => b.model_dir(&d[0]),
             Resolved::Dirs(d) => b.model_dirs(d, weights),
-        })
+        }
     }
 }
 
@@ -344,7 +343,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         .pace(if realtime { Pace::Realtime } else { Pace::Fast })
         .stop_flag(stop)
         .check_fit(!a.no_fit_check);
-    let mut b = resolve_models(&a.model, &board)?.into_builder(b, a.weights.clone())?;
+    let mut b = resolve_models(&a.model, &board)?.into_builder(b, a.weights.clone());
     if let Some(s) = a.stride {
         b = b.stride(s);
     }
@@ -581,7 +580,7 @@ pub fn bench_pipeline(
             .board(board.clone())
             .max_people(people.max(board.max_people))
             .pace(Pace::Realtime);
-        let b = resolve_models(&model, &board)?.into_builder(b, None)?;
+        let b = resolve_models(&model, &board)?.into_builder(b, None);
         let r = b.build()?.run()?;
         let l = &r.latency;
         println!(
