@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use skelact::model::card::{Normalization, Precision};
+use skelact::model::card::{Normalization, Precision, Sampling};
 use skelact::model::directory::{build_encoder, is_buffer};
 use skelact::model::ModelDir;
 use skelact::skeleton::graph;
@@ -333,6 +333,52 @@ fn short_run_on_real_clips_trains_evaluates_and_exports() -> anyhow::Result<()> 
     assert_eq!(more.history.len(), 3);
     assert_eq!(more.history[0].train_loss, out.history[0].train_loss);
     assert!(more.history[0].test_top1.is_nan());
+    Ok(())
+}
+
+/// `--sampling window`: the card records the contract, and a sample is a
+/// window of consecutive frames (a short clip's frames, then zero frames),
+/// taken through the serving path.
+#[test]
+fn window_sampling_takes_consecutive_frames_and_records_the_contract() -> anyhow::Result<()> {
+    let mut cfg = tiny_config(10);
+    cfg.sampling = Sampling::Window;
+    let card = trainer::training_card(&cfg)?;
+    assert_eq!(card.temporal.sampling, Sampling::Window);
+    let clip = |frames: usize| skelact::source::Clip {
+        name: "synthetic".into(),
+        label: 0,
+        layout: "kinect20-ucla",
+        fps: 30.0,
+        num_frames: frames,
+        num_persons: 1,
+        num_joints: 20,
+        joints: (0..frames * 20 * 3)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect(),
+        meta: Default::default(),
+    };
+    let aug = AugmentConfig::none();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let long = clip(30);
+    for _ in 0..5 {
+        let (p, idx) = trainer::train_sample_indexed(&long, &card, &aug, &mut rng)?;
+        let s = idx[0].expect("a 30-frame clip fills the window");
+        assert_eq!(idx, (s..s + 10).map(Some).collect::<Vec<_>>());
+        let want = window::prepare(
+            PoseSeq::from_clip(&long)?,
+            &card,
+            PrepareOptions {
+                frames: Some(&idx),
+                transform: None,
+            },
+        )?;
+        assert_eq!(p, want);
+    }
+    let (_, idx) = trainer::train_sample_indexed(&clip(6), &card, &aug, &mut rng)?;
+    let mut want: Vec<Option<usize>> = (0..6).map(Some).collect();
+    want.extend([None; 4]);
+    assert_eq!(idx, want);
     Ok(())
 }
 

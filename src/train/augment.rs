@@ -276,9 +276,50 @@ pub fn random_sorted_indices<R: Rng + ?Sized>(
     idx.into_iter().map(Some).collect()
 }
 
+/// A window of `frames` consecutive frames at a uniformly random start
+/// (the live runtime's view of a clip); a clip shorter than the window
+/// gives all its frames, then zero frames, as the runtime's short final
+/// window does ([`crate::window::input::contract_indices`]).
+pub fn random_window_indices<R: Rng + ?Sized>(
+    len: usize,
+    frames: usize,
+    rng: &mut R,
+) -> Vec<Option<usize>> {
+    let start = if len > frames {
+        rng.random_range(0..=len - frames)
+    } else {
+        0
+    };
+    (0..frames)
+        .map(|i| (start + i < len).then_some(start + i))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_windows_are_consecutive_and_inside_the_clip() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut starts = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let w = random_window_indices(10, 4, &mut rng);
+            let s = w[0].unwrap();
+            assert_eq!(w, (s..s + 4).map(Some).collect::<Vec<_>>());
+            assert!(s + 4 <= 10);
+            starts.insert(s);
+        }
+        // every start 0..=6 drawn
+        assert_eq!(starts.len(), 7);
+        // a short clip: its frames, then zero frames
+        let w = random_window_indices(2, 4, &mut rng);
+        assert_eq!(w, vec![Some(0), Some(1), None, None]);
+        assert!(random_window_indices(0, 3, &mut rng)
+            .iter()
+            .all(Option::is_none));
+    }
 
     #[test]
     fn crop_resize_identity_when_same_length() {

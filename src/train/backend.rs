@@ -30,7 +30,11 @@ use crate::model::card::Architecture;
 use crate::{Error, Result};
 
 /// CTR-GCN convolutions whose bias is trained: the relation convs of the
-/// topology refinement and the classifier. The refinement's `conv4` bias
+/// topology refinement and the classifier. The value conv `conv3`'s bias
+/// feeds the subsets' sum and then the unit's batch norm through the
+/// per-sample aggregation, so it is frozen with the pre-BN biases (a
+/// per-channel offset that the aggregation scales by each adjacency row's
+/// sum; zero in the reference initialisation). The refinement's `conv4` bias
 /// (a per-channel constant added to every adjacency entry, scaled by
 /// alpha, and initialised to zero) is held at zero as well: not exact like
 /// the pre-BN biases, but its gradient is a sum over `(N, V, V)` per

@@ -106,6 +106,12 @@ pub struct TrainConfig {
     pub limit: Option<usize>,
     /// Frames per sample (CTR-GCN NW-UCLA: 52).
     pub frames: usize,
+    /// How a training sample takes its frames from a clip, recorded as the
+    /// card's temporal contract: the papers' whole-clip resampling
+    /// (default), or windows of consecutive frames at the source rate —
+    /// what the live runtime feeds the model.
+    #[serde(default = "clip_resample")]
+    pub sampling: Sampling,
     /// Epochs.
     pub epochs: usize,
     /// Times the training set is passed per epoch (CTR-GCN NW-UCLA: 5).
@@ -195,6 +201,10 @@ fn default_eps() -> f64 {
     1e-8
 }
 
+fn clip_resample() -> Sampling {
+    Sampling::ClipResample
+}
+
 impl TrainConfig {
     /// CTR-GCN's NW-UCLA recipe for `epochs` epochs (step decay at 50 of
     /// 65 scaled to `epochs`).
@@ -206,6 +216,7 @@ impl TrainConfig {
             data_root,
             limit: None,
             frames: 52,
+            sampling: Sampling::ClipResample,
             epochs,
             repeat: 5,
             batch_size: 16,
@@ -355,7 +366,7 @@ pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
         temporal: TemporalContract {
             frames: cfg.frames,
             source_fps: 30.0,
-            sampling: Sampling::ClipResample,
+            sampling: cfg.sampling,
         },
         normalization: Normalization::CenterFirstFrameMinMax,
         classes,
@@ -388,7 +399,14 @@ pub fn train_sample_indexed(
     rng: &mut ChaCha8Rng,
 ) -> Result<(Prepared, Vec<Option<usize>>)> {
     let layout = card.layout()?;
-    let idx = augment::random_sorted_indices(clip.num_frames, card.temporal.frames, rng);
+    let idx = match card.temporal.sampling {
+        Sampling::Window => {
+            augment::random_window_indices(clip.num_frames, card.temporal.frames, rng)
+        }
+        Sampling::ClipResample | Sampling::CropFirst => {
+            augment::random_sorted_indices(clip.num_frames, card.temporal.frames, rng)
+        }
+    };
     let mut tf = |x: &mut [f32], _t: usize, _m: usize, _v: usize| aug.apply(x, layout, rng);
     let mut p = window::prepare(
         PoseSeq::from_clip(clip)?,
@@ -1040,8 +1058,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         notes: format!(
             "{objective} skelact train: {} epochs x {} repeats of {} training clips, batch {}, {} \
              ({} warm-up epochs, {:?}), weight decay {} ({}, not on biases/BN), label smoothing {}, \
-             augmentation {:?}, frames drawn sorted at random in training and evenly in test; \
-             {:.0} s wall time on CPU. Metrics are of the final epoch's weights rounded to f16 \
+             augmentation {:?}, {}; {:.0} s wall time on CPU. Metrics are of the final epoch's weights rounded to f16 \
              (no checkpoint selection on the test split; best test top-1 during training was \
              {:.2} % at epoch {}).",
             epochs,
@@ -1058,6 +1075,14 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             },
             cfg.label_smoothing,
             cfg.augment,
+            match cfg.sampling {
+                Sampling::Window => format!(
+                    "windows of {} consecutive frames at a random start in training, the last \
+                     {} frames of each clip in test",
+                    cfg.frames, cfg.frames
+                ),
+                _ => "frames drawn sorted at random in training and evenly in test".to_string(),
+            },
             state.wall_s,
             best.0 * 100.0,
             best.1

@@ -113,6 +113,12 @@ pub struct TrainArgs {
     /// Frames per sample.
     #[arg(long, default_value_t = 52)]
     pub frames: usize,
+    /// How samples take their frames: `clip-resample` (the papers: each
+    /// clip resampled to `--frames`) or `window` (`--frames` consecutive
+    /// frames at the recorded rate, at a random start: what `skelact run`
+    /// feeds the model). Recorded as the card's temporal contract.
+    #[arg(long, default_value = "clip-resample", value_parser = ["clip-resample", "window"])]
+    pub sampling: String,
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -233,6 +239,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
         cfg.augment.temporal_mask_ratio,
     ) = parse_pair(&a.temporal_mask_size, "--temporal-mask-size", "4,0.375")?;
     cfg.frames = a.frames;
+    cfg.sampling = match a.sampling.as_str() {
+        "window" => skelact::model::card::Sampling::Window,
+        _ => skelact::model::card::Sampling::ClipResample,
+    };
     cfg.seed = a.seed;
     cfg.limit = a.limit;
     cfg.eval_every = a.eval_every;

@@ -15,13 +15,23 @@
 //! moves into each subset's `conv3` (the aggregation is linear per channel)
 //! while its shift stays after the sum (the aggregation mixes joints, so a
 //! shift cannot pass through it) — or merges into the `down` conv's bias.
+//!
+//! One rewrite of the computation's shape: the subsets' `conv3` run as one
+//! product with their weights stacked, and the aggregation of all subsets,
+//! with `conv3`'s bias, is one op ([`graph_aggregate`]) instead of a
+//! transposed `matmul`, a bias add and a sum per subset — the same
+//! arithmetic, and in training about a tenth of the step less memory
+//! traffic.
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use super::tcn::PointwiseBn;
 use crate::model::flops;
-use crate::model::layer::{add_along, add_relu, add_trailing, mean_keepdim, BatchNorm, Pointwise};
+use crate::model::layer::{
+    add_along, add_relu, add_trailing, graph_aggregate, mean_keepdim, weight_matmul, BatchNorm,
+    Pointwise,
+};
 
 /// One subset's topology refinement and aggregation (`convs.{i}`).
 #[derive(Debug, Clone)]
@@ -62,10 +72,10 @@ impl Ctrgc {
         })
     }
 
-    /// `x: (N, I, T, V)`, `xm: (N, I, 1, V)` its mean over time, `a: (V,
-    /// V)` this subset's learnable adjacency, `alpha: (1,)` -> `(N, O, T,
-    /// V)`.
-    fn forward(&self, x: &Tensor, xm: &Tensor, a: &Tensor, alpha: &Tensor) -> Result<Tensor> {
+    /// This subset's refined adjacency, `alpha * conv4(tanh(q_u - k_v)) +
+    /// a`: `xm: (N, I, 1, V)` the input's mean over time, `a: (V, V)` the
+    /// learnable adjacency, `alpha: (1,)` -> `(N, O, U, V)`.
+    fn adjacency(&self, xm: &Tensor, a: &Tensor, alpha: &Tensor) -> Result<Tensor> {
         let q = self.conv1.forward(xm)?.squeeze(2)?; // (N, R, V)
         let k = self.conv2.forward(xm)?.squeeze(2)?; // (N, R, V)
         let rel = q.unsqueeze(3)?.broadcast_sub(&k.unsqueeze(2)?)?; // (N, R, U, V)
@@ -80,12 +90,7 @@ impl Ctrgc {
         };
         let conv4 = Pointwise::from_tensors(w4.broadcast_mul(&alpha)?, b4, 1);
         let adj = conv4.forward(&rel)?; // (N, O, U, V)
-        let adj = add_trailing(&adj, a)?; // (N, O, U, V)
-        let val = self.conv3.forward(x)?; // (N, O, T, V)
-        let (n, o, t, v) = val.dims4()?;
-        // y[n, o, t, u] = sum_v val[n, o, t, v] * adj[n, o, u, v]
-        flops::add((n * o * t * v * v) as u64);
-        val.matmul(&adj.transpose(2, 3)?) // (N, O, T, U)
+        add_trailing(&adj, a) // (N, O, U, V)
     }
 }
 
@@ -188,21 +193,42 @@ impl UnitGcn {
 
     /// `x: (N, I, T, V) -> (N, O, T, V)`.
     pub(super) fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let (_n, _i, _t, _v) = x.dims4()?;
+        let (n, i, t, v) = x.dims4()?;
+        let Some(o) = self.convs.first().map(|c| c.conv3.out_channels()) else {
+            candle_core::bail!("unit_gcn without adjacency subsets");
+        };
         // Shared by the subsets; averaged in f32: a sum over frames can
         // overflow f16.
         let xm = mean_keepdim(&x.to_dtype(DType::F32)?, 2)?.to_dtype(x.dtype())?; // (N, I, 1, V)
-        let mut y: Option<Tensor> = None;
-        for (i, conv) in self.convs.iter().enumerate() {
-            let z = conv.forward(x, &xm, &self.pa.get(i)?, &self.alpha)?; // (N, O, T, V)
-            y = Some(match y {
-                Some(y) => (y + z)?,
-                None => z,
-            });
-        }
-        let Some(y) = y else {
-            candle_core::bail!("unit_gcn without adjacency subsets");
-        };
+        let adj = self
+            .convs
+            .iter()
+            .enumerate()
+            .map(|(s, c)| c.adjacency(&xm, &self.pa.get(s)?, &self.alpha))
+            .collect::<Result<Vec<_>>>()?;
+        let adj = Tensor::stack(&adj, 1)?; // (N, K, O, U, V)
+                                           // Every subset's conv3 in one product: (K*O, I) weights, (K, O) biases.
+        let k = self.convs.len();
+        let w3 = self
+            .convs
+            .iter()
+            .map(|c| c.conv3.weight().reshape((o, i)))
+            .collect::<Result<Vec<_>>>()?;
+        let w3 = Tensor::cat(&w3, 0)?; // (K*O, I)
+        let b3 = self
+            .convs
+            .iter()
+            .map(|c| match c.conv3.bias() {
+                Some(b) => Ok(b.clone()),
+                None => Tensor::zeros(o, w3.dtype(), w3.device()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let b3 = Tensor::stack(&b3, 0)?; // (K, O)
+        flops::add((n * k * o * i * t * v) as u64);
+        let val = weight_matmul(&w3, &x.reshape((n, i, t * v))?)?; // (N, K*O, T*V)
+        let val = val.reshape((n, k, o, t, v))?;
+        // y[n, o, t, u] = sum_k sum_v (val + b)[n, k, o, t, v] * adj[n, k, o, u, v]
+        let y = graph_aggregate(&val, &adj, &b3)?; // (N, O, T, U)
         let y = match (&self.bn, &self.shift) {
             (Some(bn), _) => bn.forward_t(&y, train)?,
             (None, Some(s)) => add_along(&y, s, 1)?,

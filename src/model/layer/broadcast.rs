@@ -116,9 +116,15 @@ impl CustomOp2 for AddAlong {
             return Ok((Some(grad.clone()), None));
         }
         let (a, c, b) = (self.a, self.c, self.b);
-        // Sum over B: candle's contiguous last-dimension path.
-        let g = grad.reshape((a, c, b))?.sum(2)?; // (A, C)
-                                                  // Sum over A: (1, A) · (A, C).
+        // Sum over B: candle's contiguous last-dimension path (a trailing
+        // bias, B = 1, has nothing to sum: candle would still visit every
+        // element as a reduction of length one).
+        let g = if b == 1 {
+            grad.reshape((a, c))?
+        } else {
+            grad.reshape((a, c, b))?.sum(2)?
+        }; // (A, C)
+           // Sum over A: (1, A) · (A, C).
         let gb = if a == 1 {
             g.reshape(c)?
         } else {

@@ -8,6 +8,7 @@
 //! the PyTorch reference's `state_dict`, so checkpoints map one to one.
 
 pub mod activation;
+pub mod aggregate;
 pub mod batch_norm;
 pub mod batch_norm_train;
 pub mod broadcast;
@@ -18,6 +19,7 @@ pub mod reduce;
 pub mod weight_matmul;
 
 pub use activation::{add_relu, hard_swish, relu, swish};
+pub use aggregate::graph_aggregate;
 pub use batch_norm::BatchNorm;
 pub use broadcast::{add_along, add_trailing};
 pub use conv::{subsample_time, Pointwise, TemporalConv};
