@@ -382,6 +382,49 @@ fn window_sampling_takes_consecutive_frames_and_records_the_contract() -> anyhow
     Ok(())
 }
 
+/// Offline, a window-trained model scores a clip as the stream does: the
+/// log of the mean class probability over the stream's windows.
+#[test]
+fn window_models_are_evaluated_over_the_streams_windows() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let mut cfg = tiny_config(10);
+    cfg.sampling = Sampling::Window;
+    let card = trainer::training_card(&cfg)?;
+    let varmap = VarMap::new();
+    let (vb, _backend) = backend::var_builder(&varmap, &card.architecture, &dev, 1);
+    let model = build_encoder(&card.architecture, vb)?;
+    let clip = skelact::source::Clip {
+        name: "synthetic".into(),
+        label: 0,
+        layout: "kinect20-ucla",
+        fps: 30.0,
+        num_frames: 30,
+        num_persons: 1,
+        num_joints: 20,
+        joints: (0..30 * 20 * 3).map(|i| (i as f32 * 0.37).sin()).collect(),
+        meta: Default::default(),
+    };
+    let got = trainer::forward_clips(model.as_ref(), &card, std::slice::from_ref(&clip), &dev)?;
+    let windows = window::input::stream_windows(30, 10, trainer::EVAL_WINDOW_STRIDE);
+    assert_eq!(windows.len(), 3); // ending at frames 9, 17, 25
+    let mut mean = Tensor::zeros((1, 10), DType::F32, &dev)?;
+    for idx in &windows {
+        let opts = PrepareOptions {
+            frames: Some(idx),
+            transform: None,
+        };
+        let p = window::prepare(PoseSeq::from_clip(&clip)?, &card, opts)?;
+        let x = window::to_input(&[&p], &card, &dev)?;
+        let logits = model.forward_t(&x, false)?;
+        mean = (mean + candle_nn::ops::softmax(&logits, 1)?)?;
+    }
+    // compared as probabilities: a fresh model may give some class 0
+    let want = (mean / 3.0)?;
+    let err = (got.exp()? - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(err < 1e-5, "{err}");
+    Ok(())
+}
+
 #[test]
 fn training_samples_are_deterministic_per_seed() -> anyhow::Result<()> {
     let card = trainer::training_card(&tiny_config(10))?;

@@ -420,21 +420,64 @@ pub fn train_sample_indexed(
     Ok((p, idx))
 }
 
+/// Frames between the windows that offline evaluation averages for a
+/// window-trained model: the x86-cpu board's stride.
+pub const EVAL_WINDOW_STRIDE: usize = 8;
+
 /// Class scores (logits, f32) of `clips` with `encoder` in inference mode,
 /// through the card's evaluation-time input path: `(clips, classes)`.
+///
+/// A model whose contract is `window` sees each clip as the live stream
+/// does, as windows every [`EVAL_WINDOW_STRIDE`] frames
+/// ([`window::input::stream_windows`]); its score is the log of the mean
+/// of their class probabilities.
 pub fn forward_clips(
     encoder: &dyn Encoder,
     card: &ModelCard,
     clips: &[Clip],
     device: &Device,
 ) -> Result<Tensor> {
-    let prepared = clips
-        .iter()
-        .map(|c| window::prepare(PoseSeq::from_clip(c)?, card, PrepareOptions::default()))
-        .collect::<Result<Vec<_>>>()?;
+    let t = card.temporal.frames;
+    let mut prepared = Vec::with_capacity(clips.len());
+    let mut owner = Vec::with_capacity(clips.len());
+    for (i, c) in clips.iter().enumerate() {
+        if card.temporal.sampling == Sampling::Window {
+            for idx in window::input::stream_windows(c.num_frames, t, EVAL_WINDOW_STRIDE) {
+                let opts = PrepareOptions {
+                    frames: Some(&idx),
+                    transform: None,
+                };
+                prepared.push(window::prepare(PoseSeq::from_clip(c)?, card, opts)?);
+                owner.push(i);
+            }
+        } else {
+            let opts = PrepareOptions::default();
+            prepared.push(window::prepare(PoseSeq::from_clip(c)?, card, opts)?);
+            owner.push(i);
+        }
+    }
     let refs: Vec<&Prepared> = prepared.iter().collect();
-    let x = window::to_input(&refs, card, device)?; // (N, C, T, V, M)
-    Ok(encoder.forward_t(&x, false)?.to_dtype(DType::F32)?) // (N, K)
+    let x = window::to_input(&refs, card, device)?; // (W, C, T, V, M)
+    let logits = encoder.forward_t(&x, false)?.to_dtype(DType::F32)?; // (W, K)
+    if owner.len() == clips.len() {
+        return Ok(logits);
+    }
+    let k = logits.dim(1)?;
+    let probs = candle_nn::ops::softmax(&logits, 1)?.to_vec2::<f32>()?;
+    let mut mean = vec![0f32; clips.len() * k];
+    let mut count = vec![0usize; clips.len()];
+    for (p, &i) in probs.iter().zip(&owner) {
+        mean[i * k..(i + 1) * k]
+            .iter_mut()
+            .zip(p)
+            .for_each(|(m, &q)| *m += q);
+        count[i] += 1;
+    }
+    for (row, &n) in mean.chunks_mut(k).zip(&count) {
+        row.iter_mut()
+            .for_each(|m| *m = (*m / n as f32).max(1e-30).ln());
+    }
+    Ok(Tensor::from_vec(mean, (clips.len(), k), device)?) // (N, K)
 }
 
 /// Scores `clips` with `encoder` in inference mode, through the card's
@@ -1077,9 +1120,10 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             cfg.augment,
             match cfg.sampling {
                 Sampling::Window => format!(
-                    "windows of {} consecutive frames at a random start in training, the last \
-                     {} frames of each clip in test",
-                    cfg.frames, cfg.frames
+                    "windows of {} consecutive frames at a random start in training; in \
+                     test, the mean class probability of a clip's windows every {} frames, as \
+                     the live stream cuts them",
+                    cfg.frames, EVAL_WINDOW_STRIDE
                 ),
                 _ => "frames drawn sorted at random in training and evenly in test".to_string(),
             },

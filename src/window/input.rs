@@ -127,6 +127,22 @@ pub fn contract_indices(len: usize, frames: usize, sampling: Sampling) -> Vec<Op
     }
 }
 
+/// The windows a live stream cuts from a sequence of `len` frames under
+/// the `window` contract, as the tracker does: the first ends at frame
+/// `frames - 1`, the next ones every `stride` frames while the sequence
+/// lasts; a sequence no longer than a window gives one window (its
+/// frames, then zero frames). Offline evaluation of a window-trained
+/// model averages a clip over these.
+pub fn stream_windows(len: usize, frames: usize, stride: usize) -> Vec<Vec<Option<usize>>> {
+    if len <= frames {
+        return vec![contract_indices(len, frames, Sampling::Window)];
+    }
+    (frames..=len)
+        .step_by(stride.max(1))
+        .map(|end| (end - frames..end).map(Some).collect())
+        .collect()
+}
+
 /// Whether person `m` of frame `t` has any non-zero coordinate.
 fn present(x: &[f32], t: usize, m: usize, persons: usize, v: usize) -> bool {
     let i = (t * persons + m) * v * 3;
@@ -316,9 +332,54 @@ pub fn model_input(poses: PoseSeq, card: &ModelCard, device: &Device) -> Result<
     to_input(&[&p], card, device)
 }
 
+/// A whole clip as model input the way the live stream sees it: for a
+/// `window` contract, every window [`stream_windows`] cuts at `stride`;
+/// otherwise the one input of [`model_input`]: `(W, C, T, V, M)`.
+pub fn clip_windows_input(
+    poses: PoseSeq,
+    card: &ModelCard,
+    stride: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    if card.temporal.sampling != Sampling::Window {
+        return model_input(poses, card, device);
+    }
+    let windows = stream_windows(poses.frames, card.temporal.frames, stride);
+    let prepared = windows
+        .iter()
+        .map(|idx| {
+            let opts = PrepareOptions {
+                frames: Some(idx),
+                transform: None,
+            };
+            prepare(poses, card, opts)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    to_input(&prepared.iter().collect::<Vec<_>>(), card, device)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_windows_follow_the_tracker() {
+        // 20 frames, windows of 8 every 5: ending at frames 7, 12, 17
+        let w = stream_windows(20, 8, 5);
+        assert_eq!(w.len(), 3);
+        for (win, end) in w.iter().zip([8, 13, 18]) {
+            assert_eq!(win, &(end - 8..end).map(Some).collect::<Vec<_>>());
+        }
+        // exactly one window's length, and shorter: one window
+        assert_eq!(
+            stream_windows(8, 8, 5),
+            vec![(0..8).map(Some).collect::<Vec<_>>()]
+        );
+        assert_eq!(
+            stream_windows(3, 4, 5),
+            vec![vec![Some(0), Some(1), Some(2), None]]
+        );
+    }
 
     #[test]
     fn even_indices_match_numpy_linspace() {

@@ -20,7 +20,7 @@ use skelact::source::replay::{ReplaySource, Segment};
 use skelact::source::synthetic::SyntheticSource;
 use skelact::source::udp::UdpSource;
 use skelact::source::{Frame, JointSource};
-use skelact::window::input::{model_input, PoseSeq};
+use skelact::window::input::{clip_windows_input, PoseSeq};
 
 /// The model `skelact run` uses when none is given.
 pub const DEFAULT_MODEL: &str = "models/ctrgcn-edge-nwucla";
@@ -411,7 +411,8 @@ fn write_report(to: Option<&str>, report: &Report) -> Result<()> {
 
 /// Scores each replayed clip by the windows that ended inside it (their
 /// probabilities summed), and compares with the model (or the fused
-/// models) run offline on the whole clip.
+/// models) run offline on the whole clip (a window-trained model: on every
+/// window the stream cuts from the clip, probabilities averaged).
 // The input closure returns the library's `Result`, whose error is large by
 // design (it names files, fields and shapes); it is built once per clip.
 #[allow(clippy::result_large_err)]
@@ -489,14 +490,17 @@ fn replay_accuracy(
         }
         _ => return Ok(()),
     };
+    // A window-trained model sees each clip as the stream cuts it: the
+    // mean class probability of its windows at the run's stride.
+    let stride = a.stride.unwrap_or(board.stride);
     let mut right_off = 0;
     for c in &clips {
         let seq = PoseSeq::from_clip(c)?;
-        let logits = model
-            .logits(|card| model_input(seq, card, &dev))?
-            .flatten_all()?
+        let logits = model.logits(|card| clip_windows_input(seq, card, stride, &dev))?; // (W, K)
+        let probs = candle_nn::ops::softmax(&logits.to_dtype(candle_core::DType::F32)?, 1)?
+            .mean(0)?
             .to_vec1::<f32>()?;
-        if argmax(&logits) == c.label {
+        if argmax(&probs) == c.label {
             right_off += 1;
         }
     }
