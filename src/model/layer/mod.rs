@@ -2,7 +2,10 @@
 //! convolutions and temporal `(k, 1)` convolutions written as matrix
 //! products (candle's `conv2d` cannot express a `(9, 1)` kernel with
 //! `(4, 0)` padding and `(2, 1)` stride, and its im2col path is slow on CPU;
-//! see CANDLE-NOTES.md).
+//! see CANDLE-NOTES.md), and the joint aggregation of graph convolutions
+//! over all adjacency subsets ([`aggregate`]). Their CPU f32 paths are custom
+//! ops with hand-written backward passes, each checked against candle's
+//! own ops; other dtypes and devices run candle's ops.
 //!
 //! Every layer takes its weights through a `VarBuilder` whose names match
 //! the PyTorch reference's `state_dict`, so checkpoints map one to one.
