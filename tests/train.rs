@@ -336,16 +336,9 @@ fn short_run_on_real_clips_trains_evaluates_and_exports() -> anyhow::Result<()> 
     Ok(())
 }
 
-/// `--sampling window`: the card records the contract, and a sample is a
-/// window of consecutive frames (a short clip's frames, then zero frames),
-/// taken through the serving path.
-#[test]
-fn window_sampling_takes_consecutive_frames_and_records_the_contract() -> anyhow::Result<()> {
-    let mut cfg = tiny_config(10);
-    cfg.sampling = Sampling::Window;
-    let card = trainer::training_card(&cfg)?;
-    assert_eq!(card.temporal.sampling, Sampling::Window);
-    let clip = |frames: usize| skelact::source::Clip {
+/// A deterministic one-person Kinect-20 clip of `frames` frames.
+fn synthetic_clip(frames: usize) -> skelact::source::Clip {
+    skelact::source::Clip {
         name: "synthetic".into(),
         label: 0,
         layout: "kinect20-ucla",
@@ -357,10 +350,21 @@ fn window_sampling_takes_consecutive_frames_and_records_the_contract() -> anyhow
             .map(|i| (i as f32 * 0.37).sin())
             .collect(),
         meta: Default::default(),
-    };
+    }
+}
+
+/// `--sampling window`: the card records the contract, and a sample is a
+/// window of consecutive frames (a short clip's frames, then zero frames),
+/// taken through the serving path.
+#[test]
+fn window_sampling_takes_consecutive_frames_and_records_the_contract() -> anyhow::Result<()> {
+    let mut cfg = tiny_config(10);
+    cfg.sampling = Sampling::Window;
+    let card = trainer::training_card(&cfg)?;
+    assert_eq!(card.temporal.sampling, Sampling::Window);
     let aug = AugmentConfig::none();
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let long = clip(30);
+    let long = synthetic_clip(30);
     for _ in 0..5 {
         let (p, idx) = trainer::train_sample_indexed(&long, &card, &aug, &mut rng)?;
         let s = idx[0].expect("a 30-frame clip fills the window");
@@ -375,7 +379,7 @@ fn window_sampling_takes_consecutive_frames_and_records_the_contract() -> anyhow
         )?;
         assert_eq!(p, want);
     }
-    let (_, idx) = trainer::train_sample_indexed(&clip(6), &card, &aug, &mut rng)?;
+    let (_, idx) = trainer::train_sample_indexed(&synthetic_clip(6), &card, &aug, &mut rng)?;
     let mut want: Vec<Option<usize>> = (0..6).map(Some).collect();
     want.extend([None; 4]);
     assert_eq!(idx, want);
@@ -393,17 +397,7 @@ fn window_models_are_evaluated_over_the_streams_windows() -> anyhow::Result<()> 
     let varmap = VarMap::new();
     let (vb, _backend) = backend::var_builder(&varmap, &card.architecture, &dev, 1);
     let model = build_encoder(&card.architecture, vb)?;
-    let clip = skelact::source::Clip {
-        name: "synthetic".into(),
-        label: 0,
-        layout: "kinect20-ucla",
-        fps: 30.0,
-        num_frames: 30,
-        num_persons: 1,
-        num_joints: 20,
-        joints: (0..30 * 20 * 3).map(|i| (i as f32 * 0.37).sin()).collect(),
-        meta: Default::default(),
-    };
+    let clip = synthetic_clip(30);
     let got = trainer::forward_clips(model.as_ref(), &card, std::slice::from_ref(&clip), &dev)?;
     let windows = window::input::stream_windows(30, 10, trainer::EVAL_WINDOW_STRIDE);
     assert_eq!(windows.len(), 3); // ending at frames 9, 17, 25
@@ -428,17 +422,7 @@ fn window_models_are_evaluated_over_the_streams_windows() -> anyhow::Result<()> 
 #[test]
 fn training_samples_are_deterministic_per_seed() -> anyhow::Result<()> {
     let card = trainer::training_card(&tiny_config(10))?;
-    let clip = skelact::source::Clip {
-        name: "synthetic".into(),
-        label: 0,
-        layout: "kinect20-ucla",
-        fps: 30.0,
-        num_frames: 6,
-        num_persons: 1,
-        num_joints: 20,
-        joints: (0..6 * 20 * 3).map(|i| (i as f32 * 0.37).sin()).collect(),
-        meta: Default::default(),
-    };
+    let clip = synthetic_clip(6);
     let aug = AugmentConfig::default();
     let a = trainer::train_sample(&clip, &card, &aug, &mut ChaCha8Rng::seed_from_u64(9))?;
     let b = trainer::train_sample(&clip, &card, &aug, &mut ChaCha8Rng::seed_from_u64(9))?;

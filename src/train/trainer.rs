@@ -437,47 +437,34 @@ pub fn forward_clips(
     clips: &[Clip],
     device: &Device,
 ) -> Result<Tensor> {
-    let t = card.temporal.frames;
-    let mut prepared = Vec::with_capacity(clips.len());
-    let mut owner = Vec::with_capacity(clips.len());
-    for (i, c) in clips.iter().enumerate() {
-        if card.temporal.sampling == Sampling::Window {
-            for idx in window::input::stream_windows(c.num_frames, t, EVAL_WINDOW_STRIDE) {
-                let opts = PrepareOptions {
-                    frames: Some(&idx),
-                    transform: None,
-                };
-                prepared.push(window::prepare(PoseSeq::from_clip(c)?, card, opts)?);
-                owner.push(i);
-            }
-        } else {
-            let opts = PrepareOptions::default();
-            prepared.push(window::prepare(PoseSeq::from_clip(c)?, card, opts)?);
-            owner.push(i);
-        }
-    }
-    let refs: Vec<&Prepared> = prepared.iter().collect();
-    let x = window::to_input(&refs, card, device)?; // (W, C, T, V, M)
+    let inputs = clips
+        .iter()
+        .map(|c| {
+            window::input::clip_windows_input(
+                PoseSeq::from_clip(c)?,
+                card,
+                EVAL_WINDOW_STRIDE,
+                device,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?; // (W_i, C, T, V, M) each
+    let counts = inputs
+        .iter()
+        .map(|x| x.dim(0))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let x = Tensor::cat(&inputs, 0)?; // (W, C, T, V, M)
     let logits = encoder.forward_t(&x, false)?.to_dtype(DType::F32)?; // (W, K)
-    if owner.len() == clips.len() {
+    if counts.iter().all(|&c| c == 1) {
         return Ok(logits);
     }
-    let k = logits.dim(1)?;
-    let probs = candle_nn::ops::softmax(&logits, 1)?.to_vec2::<f32>()?;
-    let mut mean = vec![0f32; clips.len() * k];
-    let mut count = vec![0usize; clips.len()];
-    for (p, &i) in probs.iter().zip(&owner) {
-        mean[i * k..(i + 1) * k]
-            .iter_mut()
-            .zip(p)
-            .for_each(|(m, &q)| *m += q);
-        count[i] += 1;
+    let mut start = 0;
+    let mut rows = Vec::with_capacity(clips.len());
+    for &c in &counts {
+        let p = candle_nn::ops::softmax(&logits.narrow(0, start, c)?, 1)?; // (W_i, K)
+        rows.push(p.mean_keepdim(0)?); // (1, K)
+        start += c;
     }
-    for (row, &n) in mean.chunks_mut(k).zip(&count) {
-        row.iter_mut()
-            .for_each(|m| *m = (*m / n as f32).max(1e-30).ln());
-    }
-    Ok(Tensor::from_vec(mean, (clips.len(), k), device)?) // (N, K)
+    Ok(Tensor::cat(&rows, 0)?.clamp(1e-30f32, 1f32)?.log()?) // (N, K)
 }
 
 /// Scores `clips` with `encoder` in inference mode, through the card's
