@@ -26,7 +26,10 @@ fn main() -> anyhow::Result<()> {
     cfg.limit = args.get(5).map(|s| s.parse()).transpose()?;
     cfg.repeat = 5;
     cfg.warmup_epochs = 1;
-    cfg.decay = Decay::Cosine { min_lr: 1e-4 };
+    cfg.decay = Decay::Cosine {
+        min_lr: 1e-4,
+        restarts: Vec::new(),
+    };
     cfg.eval_every = 1;
     cfg.progress = false;
     cfg.command = args.join(" ");

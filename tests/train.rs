@@ -235,7 +235,10 @@ fn schedule_warms_up_and_decays() {
         base_lr: 0.1,
         warmup_epochs: 2,
         epochs: 10,
-        decay: skelact::train::optim::Decay::Cosine { min_lr: 0.0 },
+        decay: skelact::train::optim::Decay::Cosine {
+            min_lr: 0.0,
+            restarts: Vec::new(),
+        },
     };
     assert!((s.lr(0.0) - 0.05).abs() < 1e-12);
     assert!((s.lr(2.0) - 0.1).abs() < 1e-12);

@@ -266,7 +266,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Capacity of each queue between stages (default 8).
+    /// Capacity of each queue between stages (default 8). The window and
+    /// score queues hold at least two messages per tracked person.
     pub fn queue_capacity(mut self, n: usize) -> Self {
         self.queue = n.max(1);
         self
@@ -661,10 +662,16 @@ impl Runtime {
         })?;
 
         let (frame_tx, frame_rx) = bounded::<FrameMsg>(queue);
-        let (win_tx, win_rx) = bounded::<WindowMsg>(queue);
-        let (score_tx, score_rx) = bounded::<ScoreMsg>(queue);
+        // Every track can finish a window on the same frame (people who
+        // entered together), and a batch's scores arrive at once, possibly
+        // while the previous batch's are still queued: the window and
+        // score queues hold two such bursts, so that a burst is not
+        // mistaken for a backlog.
+        let burst = queue.max(2 * max_people);
+        let (win_tx, win_rx) = bounded::<WindowMsg>(burst);
+        let (score_tx, score_rx) = bounded::<ScoreMsg>(burst);
         let (fpool_tx, fpool_rx) = bounded::<Frame>(queue * 2 + 4);
-        let (wpool_tx, wpool_rx) = bounded::<TrackWindow>(queue * 4 + max_people * 2);
+        let (wpool_tx, wpool_rx) = bounded::<TrackWindow>(burst * 4 + max_people * 2);
 
         // source
         let src = {

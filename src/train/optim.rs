@@ -341,11 +341,46 @@ pub enum Decay {
         /// Factor per drop.
         gamma: f64,
     },
-    /// Cosine from the base rate to `min_lr` at the end of training.
+    /// Cosine from the base rate to `min_lr` at the end of training, or,
+    /// with `restarts`, SGDR (Loshchilov & Hutter, "SGDR: Stochastic
+    /// Gradient Descent with Warm Restarts", ICLR 2017): each restart jumps
+    /// back up to its own rate and decays by cosine to `min_lr` again by the
+    /// next restart (or the end).
     Cosine {
-        /// Final learning rate.
+        /// Final learning rate of every cycle.
         min_lr: f64,
+        /// Warm restarts, in increasing epoch order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        restarts: Vec<Restart>,
     },
+}
+
+/// One warm restart of a cosine schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Restart {
+    /// Epoch (0-based, counted from the start) at which the cycle begins.
+    pub at: usize,
+    /// Learning rate the cycle starts from.
+    pub lr: f64,
+}
+
+impl Restart {
+    /// Parses `EPOCH:LR` (`16:0.05`).
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::config(
+                "restart",
+                format!("`{s}` is not EPOCH:LR (for example 16:0.05)"),
+            )
+        };
+        let (at, lr) = s.split_once(':').ok_or_else(bad)?;
+        let at = at.trim().parse::<usize>().map_err(|_| bad())?;
+        let lr = lr.trim().parse::<f64>().map_err(|_| bad())?;
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(bad());
+        }
+        Ok(Self { at, lr })
+    }
 }
 
 /// Learning-rate schedule: linear warm-up over `warmup_epochs` (as
@@ -374,12 +409,44 @@ impl Schedule {
                 let drops = at.iter().filter(|&&a| e >= a as f64).count() as i32;
                 self.base_lr * gamma.powi(drops)
             }
-            Decay::Cosine { min_lr } => {
-                let span = (self.epochs - self.warmup_epochs).max(1) as f64;
-                let p = ((e - self.warmup_epochs as f64) / span).clamp(0.0, 1.0);
-                min_lr + 0.5 * (self.base_lr - min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
+            Decay::Cosine { min_lr, restarts } => {
+                // The cycle holding `e`: its start, end and first rate.
+                let current = restarts.iter().rposition(|r| e >= r.at as f64);
+                let (start, lr0) = match current {
+                    Some(i) => (restarts[i].at, restarts[i].lr),
+                    None => (self.warmup_epochs, self.base_lr),
+                };
+                let end = current
+                    .map_or(restarts.first(), |i| restarts.get(i + 1))
+                    .map_or(self.epochs, |r| r.at);
+                let span = end.saturating_sub(start).max(1) as f64;
+                let p = ((e - start as f64) / span).clamp(0.0, 1.0);
+                min_lr + 0.5 * (lr0 - min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
             }
         }
+    }
+
+    /// Fits the schedule to `epochs` instead of its planned `self.epochs`
+    /// (a time budget cut the run short after `done` epochs): the run still
+    /// ends at the bottom of a cycle. Step drops and restarts still to come
+    /// move in proportion, never before `done`; those already passed stay.
+    pub fn shrink(&mut self, epochs: usize, done: usize) {
+        let planned = self.epochs.max(1);
+        let scale = |a: &mut usize| {
+            if *a > done {
+                *a = (*a * epochs).div_ceil(planned).max(done);
+            }
+        };
+        match &mut self.decay {
+            Decay::Step { at, .. } => at.iter_mut().for_each(scale),
+            Decay::Cosine { restarts, .. } => {
+                restarts.iter_mut().for_each(|r| scale(&mut r.at));
+                // A restart moved onto the end would start a cycle of zero
+                // epochs; drop it.
+                restarts.retain(|r| r.at < epochs);
+            }
+        }
+        self.epochs = epochs;
     }
 }
 
@@ -454,5 +521,51 @@ mod tests {
         assert!((s.lr(4.5) - 0.1).abs() < 1e-12);
         assert!((s.lr(49.9) - 0.1).abs() < 1e-12);
         assert!((s.lr(50.0) - 0.01).abs() < 1e-12);
+    }
+
+    /// SGDR: warm-up, a cosine cycle to `min_lr`, then a restart at its own
+    /// rate that decays to `min_lr` by the end; hand-computed points.
+    #[test]
+    fn cosine_with_warm_restarts() {
+        let mut s = Schedule {
+            base_lr: 0.1,
+            warmup_epochs: 1,
+            epochs: 30,
+            decay: Decay::Cosine {
+                min_lr: 0.0,
+                restarts: vec![Restart::parse("16:0.05").unwrap()],
+            },
+        };
+        assert!((s.lr(0.5) - 0.1).abs() < 1e-12);
+        assert!((s.lr(1.0) - 0.1).abs() < 1e-12);
+        // Half-way through the first cycle [1, 16): 0.05.
+        assert!((s.lr(8.5) - 0.05).abs() < 1e-12);
+        assert!(s.lr(15.999) < 1e-6);
+        assert!((s.lr(16.0) - 0.05).abs() < 1e-12);
+        // Half-way through the second cycle [16, 30): 0.025.
+        assert!((s.lr(23.0) - 0.025).abs() < 1e-12);
+        assert!(s.lr(29.999) < 1e-6);
+        // A time budget of 15 epochs moves the restart to 8.
+        s.shrink(15, 3);
+        assert_eq!(s.epochs, 15);
+        let Decay::Cosine { restarts, .. } = &s.decay else {
+            unreachable!()
+        };
+        assert_eq!(restarts[0].at, 8);
+        assert!((s.lr(8.0) - 0.05).abs() < 1e-12);
+        // A cut after the restart leaves it where it happened.
+        s.shrink(12, 9);
+        assert!(matches!(&s.decay, Decay::Cosine { restarts, .. } if restarts[0].at == 8));
+        // A restart still to come that would start at the end is dropped.
+        s.epochs = 30;
+        s.decay = Decay::Cosine {
+            min_lr: 0.0,
+            restarts: vec![Restart { at: 29, lr: 0.05 }],
+        };
+        s.shrink(10, 10);
+        assert!(matches!(&s.decay, Decay::Cosine { restarts, .. } if restarts.is_empty()));
+        for bad in ["16", "x:0.1", "16:-1", "16:nan"] {
+            assert!(Restart::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1003,13 +1003,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
                     "time budget {budget:.0} s at {per_epoch_s:.1} s per epoch: {new} epochs instead of {epochs}"
                 );
                 epochs = new;
-                schedule.epochs = new;
-                schedule.decay = cfg.decay.clone();
-                if let Decay::Step { at, .. } = &mut schedule.decay {
-                    for a in at.iter_mut() {
-                        *a = (*a * new).div_ceil(cfg.epochs).max(epoch);
-                    }
-                }
+                schedule.shrink(new, epoch);
             }
         }
     }

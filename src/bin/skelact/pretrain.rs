@@ -107,7 +107,10 @@ fn pretrain_mae(a: PretrainArgs, mut base: TrainConfig, bench: Benchmark) -> Res
     base.arch = "skeletonmae".into();
     base.lr = lr;
     base.optimizer = OptimizerKind::Adamw;
-    base.decay = Decay::Cosine { min_lr: lr * 0.01 };
+    base.decay = Decay::Cosine {
+        min_lr: lr * 0.01,
+        restarts: Vec::new(),
+    };
     let cfg = MaeConfig {
         base,
         mask: MaskStrategy::by_name(&a.mask)?,
@@ -144,7 +147,10 @@ fn pretrain_scd(a: PretrainArgs, mut base: TrainConfig, bench: Benchmark) -> Res
     base.lr = lr;
     base.optimizer = OptimizerKind::Sgd;
     base.nesterov = false;
-    base.decay = Decay::Cosine { min_lr: lr * 0.01 };
+    base.decay = Decay::Cosine {
+        min_lr: lr * 0.01,
+        restarts: Vec::new(),
+    };
     let widths = a
         .gcn_widths
         .split(',')

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use skelact::model::ModelDir;
 use skelact::train::gap::text::{resolve_model_dir, TEXT_MODEL_ENV, TEXT_MODEL_PACKAGE};
-use skelact::train::optim::{Decay, OptimizerKind};
+use skelact::train::optim::{Decay, OptimizerKind, Restart};
 use skelact::train::{self, data, fusion, metrics, plot, trainer, Benchmark, Method, TrainConfig};
 
 /// Options of `skelact train`.
@@ -67,6 +67,10 @@ pub struct TrainArgs {
     /// Cosine decay to this learning rate instead of steps.
     #[arg(long)]
     pub cosine: Option<f64>,
+    /// With --cosine: a warm restart (SGDR) at EPOCH with learning rate LR,
+    /// as EPOCH:LR; repeat for more cycles. Each cycle decays to --cosine.
+    #[arg(long = "restart", value_name = "EPOCH:LR")]
+    pub restarts: Vec<String>,
     /// Weight decay (not on biases / BN): L2 for sgd, decoupled for adamw.
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
@@ -216,8 +220,14 @@ pub fn train(a: TrainArgs) -> Result<()> {
             .with_context(|| format!("--steps `{s}`"))?;
         cfg.decay = Decay::Step { at, gamma: 0.1 };
     }
+    let mut restarts = Vec::with_capacity(a.restarts.len());
+    for r in &a.restarts {
+        restarts.push(Restart::parse(r)?);
+    }
     if let Some(min_lr) = a.cosine {
-        cfg.decay = Decay::Cosine { min_lr };
+        cfg.decay = Decay::Cosine { min_lr, restarts };
+    } else if !restarts.is_empty() {
+        bail!("--restart needs --cosine (warm restarts are cycles of a cosine schedule)");
     }
     cfg.weight_decay = a.weight_decay;
     cfg.optimizer = OptimizerKind::by_name(&a.optimizer)?;

@@ -10,7 +10,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
-use super::cpu_slice::f32_slice;
+use super::cpu_slice::{f32_slice, output_buffer};
 use rayon::prelude::*;
 
 /// Swish / SiLU: `x * sigmoid(x)`.
@@ -31,7 +31,9 @@ const CHUNK: usize = 1 << 13;
 /// `out[i] = f(i-th elements)` over equal-length slices, in parallel chunks
 /// when large.
 fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0f32; a.len()];
+    assert_eq!(a.len(), b.len(), "zip_map over unequal slices");
+    // SAFETY: `b` is as long as `a`, so the loops below write every element.
+    let mut out = unsafe { output_buffer(a.len()) };
     let run = |(o, (x, y)): (&mut [f32], (&[f32], &[f32]))| {
         for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
             *o = f(x, y);

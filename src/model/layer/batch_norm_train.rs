@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-use super::cpu_slice::f32_slice;
+use super::cpu_slice::{f32_slice, output_buffer};
 use rayon::prelude::*;
 
 /// Per-channel batch statistics of one forward pass: mean and biased
@@ -127,7 +127,9 @@ impl CustomOp3 for BnForward {
                 (s, beta[ci] - stats.mean[ci] * s)
             })
             .unzip();
-        let mut y = vec![0f32; x.len()];
+        // SAFETY: `map_runs` hands every element of `y` (as long as `x`) to
+        // the closure, which writes it.
+        let mut y = unsafe { output_buffer(x.len()) };
         map_runs(d, x, &mut y, |ci, xr, yr| {
             let (s, t) = (scale[ci], shift[ci]);
             for (o, &v) in yr.iter_mut().zip(xr) {
@@ -218,7 +220,9 @@ impl CustomOp3 for BnBackward {
             })
             .unzip();
         let m = d.m().max(1) as f64;
-        let mut out = vec![0f32; n + 2 * d.c];
+        // SAFETY: dx (as long as g and x) is written element by element in
+        // the loop below, and the tail's 2·C statistics after it.
+        let mut out = unsafe { output_buffer(n + 2 * d.c) };
         let (dx, tail) = out.split_at_mut(n);
         // dx = k·(g − a − x̂·b) with k = γ/σ, a = Σg/M, b = Σg·x̂/M.
         let coef: Vec<(f32, f32, f32, f32, f32)> = (0..d.c)

@@ -7,22 +7,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use super::batch_norm::BatchNorm;
-
-/// Takes every `s`-th frame: `(N, C, T, V) -> (N, C, ceil(T/s), V)`, the
-/// frames a stride-`s` convolution with kernel 1 and no padding would read.
-pub fn subsample_time(x: &Tensor, s: usize) -> Result<Tensor> {
-    if s == 1 {
-        return Ok(x.clone());
-    }
-    let (n, c, t, v) = x.dims4()?;
-    let t_out = t.div_ceil(s);
-    let x = if t_out * s > t {
-        x.pad_with_zeros(2, 0, t_out * s - t)?
-    } else {
-        x.clone()
-    };
-    x.reshape((n, c, t_out, s, v))?.narrow(3, 0, 1)?.squeeze(3)
-}
+use super::im2col::{subsample_time, time_columns};
 
 fn conv_init(vb: &VarBuilder, o: usize, i: usize, k: usize) -> Result<Tensor> {
     // Kaiming normal, fan-out, as in CTR-GCN's `conv_init`.
@@ -216,19 +201,10 @@ impl TemporalConv {
 
     /// `x: (N, I, T, V) -> (N, O, T', V)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, i, t, v) = x.dims4()?;
+        let (n, i, _t, v) = x.dims4()?;
         let (o, _, k, _) = self.weight.dims4()?;
-        let (s, d) = (self.stride, self.dilation);
-        let t_out = self.out_len(t);
-        let xp = x.pad_with_zeros(2, self.pad, self.pad)?; // (N, I, T + 2p, V)
-        let span = (t_out - 1) * s + 1;
-        let mut taps = Vec::with_capacity(k);
-        for j in 0..k {
-            let tap = xp.narrow(2, j * d, span)?; // (N, I, span, V)
-            taps.push(subsample_time(&tap, s)?); // (N, I, T', V)
-        }
-        let cols = Tensor::stack(&taps, 2)?; // (N, I, K, T', V)
-        let cols = cols.reshape((n, i * k, t_out * v))?;
+        let cols = time_columns(x, k, self.stride, self.dilation, self.pad)?; // (N, I*K, T'*V)
+        let t_out = cols.dim(2)? / v.max(1);
         let w = self.weight.reshape((o, i * k))?.to_dtype(x.dtype())?; // (O, I*K)
         crate::model::flops::add((n * o * i * k * t_out * v) as u64);
         let y = super::weight_matmul(&w, &cols)?; // (N, O, T'*V)

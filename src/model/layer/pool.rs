@@ -16,7 +16,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape
 use super::cpu_slice::f32_slice;
 use rayon::prelude::*;
 
-use super::conv::subsample_time;
+use super::im2col::subsample_time;
 
 /// `(A, T, V) → (A, T', V)`, `T' = ceil(T / s)`.
 #[derive(Debug, Clone, Copy)]
