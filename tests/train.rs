@@ -339,6 +339,42 @@ fn short_run_on_real_clips_trains_evaluates_and_exports() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// `--restart 2:0.05` in a real run: the rate decays to the floor over the
+/// first cycle, jumps back up at epoch 2 and decays again.
+#[test]
+fn warm_restart_raises_the_rate_in_a_real_run() -> anyhow::Result<()> {
+    let Some(root) = nwucla_root() else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let mut cfg = tiny_real_config(root, work.path().join("run"), 4);
+    cfg.lr = 0.1;
+    cfg.warmup_epochs = 0;
+    cfg.eval_every = 4;
+    cfg.decay = skelact::train::optim::Decay::Cosine {
+        min_lr: 0.0,
+        restarts: vec![skelact::train::optim::Restart::parse("2:0.05")?],
+    };
+    let split = data::load(Benchmark::NwuclaCrossView, &cfg.data_root, cfg.limit)?;
+    let out = trainer::train_on(&cfg, &split, &Device::Cpu)?;
+    // Each epoch's last step (two steps per epoch: at e + 0.5): cycle 1
+    // spans epochs [0, 2) from 0.1, cycle 2 [2, 4) from 0.05.
+    let lr: Vec<f64> = out.history.iter().map(|r| r.lr).collect();
+    let cosine = |lr0: f64, p: f64| 0.5 * lr0 * (1.0 + (std::f64::consts::PI * p).cos());
+    let want = [
+        cosine(0.1, 0.25),
+        cosine(0.1, 0.75),
+        cosine(0.05, 0.25),
+        cosine(0.05, 0.75),
+    ];
+    assert_eq!(lr.len(), 4);
+    for (got, want) in lr.iter().zip(want) {
+        assert!((got - want).abs() < 1e-9, "{lr:?}");
+    }
+    assert!(lr[2] > 2.0 * lr[1], "no restart: {lr:?}");
+    Ok(())
+}
+
 /// A deterministic one-person Kinect-20 clip of `frames` frames.
 fn synthetic_clip(frames: usize) -> skelact::source::Clip {
     skelact::source::Clip {
