@@ -733,6 +733,50 @@ fn plots_are_png_files_of_the_shipped_run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The three shipped NW-UCLA stream models: one stream each, compatible,
+/// and fused at CTR-GCN's weights they score what the README says (440 of
+/// 464 test clips, 94.83 %), above the shipped single model.
+#[test]
+fn shipped_stream_models_fuse_to_the_measured_accuracy() -> anyhow::Result<()> {
+    use skelact::train::fusion;
+    use skelact::window::Stream;
+    let names = [
+        ("models/ctrgcn-edge-nwucla-sgdr", Stream::Joint),
+        ("models/ctrgcn-edge-nwucla-bone-sgdr", Stream::Bone),
+        ("models/ctrgcn-edge-nwucla-jm-sgdr", Stream::JointMotion),
+    ];
+    let dirs = names
+        .iter()
+        .map(|(d, _)| ModelDir::open(d))
+        .collect::<skelact::Result<Vec<_>>>()?;
+    for (dir, (name, stream)) in dirs.iter().zip(&names) {
+        assert_eq!(dir.card().input.streams, vec![*stream], "{name}");
+        assert_eq!(dir.card().precision, Precision::F16, "{name}");
+    }
+    let cards: Vec<_> = dirs.iter().map(|d| d.card()).collect();
+    fusion::check_compatible(&cards)?;
+    let Some(root) = nwucla_root() else {
+        return Ok(());
+    };
+    let split = data::load(Benchmark::NwuclaCrossView, &root, None)?;
+    let labels: Vec<usize> = split.test.iter().map(|c| c.label).collect();
+    let dev = Device::Cpu;
+    let mut scores = Vec::new();
+    let mut weights = Vec::new();
+    for dir in &dirs {
+        let loaded = dir.load(&dev, Some(DType::F32))?;
+        let s = fusion::scores(loaded.encoder.as_ref(), dir.card(), &split.test, 64, &dev)?;
+        let alone = fusion::evaluate_scores(&s, &labels, 10).top1;
+        assert!((alone - dir.card().provenance.metrics["top1"]).abs() < 1e-9);
+        scores.push(s);
+        weights.push(fusion::default_weight(&dir.card().input.streams));
+    }
+    let fused = fusion::evaluate_scores(&fusion::fuse(&scores, &weights)?, &labels, 10);
+    assert_eq!(fused.samples, 464);
+    assert!((fused.top1 - 440.0 / 464.0).abs() < 1e-9, "{}", fused.top1);
+    Ok(())
+}
+
 #[test]
 fn a_bone_stream_model_trains_and_fuses_with_the_shipped_joint_model() -> anyhow::Result<()> {
     use skelact::train::fusion;
