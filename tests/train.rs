@@ -745,10 +745,10 @@ fn shipped_stream_models_fuse_to_the_measured_accuracy() -> anyhow::Result<()> {
         ("models/ctrgcn-edge-nwucla-bone-sgdr", Stream::Bone),
         ("models/ctrgcn-edge-nwucla-jm-sgdr", Stream::JointMotion),
     ];
-    let dirs = names
-        .iter()
-        .map(|(d, _)| ModelDir::open(d))
-        .collect::<skelact::Result<Vec<_>>>()?;
+    let mut dirs = Vec::new();
+    for (d, _) in &names {
+        dirs.push(ModelDir::open(d)?);
+    }
     for (dir, (name, stream)) in dirs.iter().zip(&names) {
         assert_eq!(dir.card().input.streams, vec![*stream], "{name}");
         assert_eq!(dir.card().precision, Precision::F16, "{name}");
