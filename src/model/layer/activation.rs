@@ -174,13 +174,8 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::layer::max_abs_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
-            .unwrap()
-    }
 
     /// Forward and gradients equal candle's `relu` on both sides of zero,
     /// in the serial and the parallel path.
@@ -193,18 +188,18 @@ mod tests {
             let w = Tensor::randn(0f32, 1.0, shape, &dev)?;
             let got = relu(&a)?;
             let want = a.relu()?;
-            assert_eq!(max_diff(&got, &want), 0.0);
+            assert_eq!(max_abs_diff(&got, &want), 0.0);
             let g1 = (&got * &w)?.sum_all()?.backward()?;
             let g2 = (&want * &w)?.sum_all()?.backward()?;
-            assert_eq!(max_diff(g1.get(&a).unwrap(), g2.get(&a).unwrap()), 0.0);
+            assert_eq!(max_abs_diff(g1.get(&a).unwrap(), g2.get(&a).unwrap()), 0.0);
 
             let got = add_relu(&a, &b)?;
             let want = (a.as_tensor() + b.as_tensor())?.relu()?;
-            assert!(max_diff(&got, &want) == 0.0);
+            assert!(max_abs_diff(&got, &want) == 0.0);
             let g1 = (&got * &w)?.sum_all()?.backward()?;
             let g2 = (&want * &w)?.sum_all()?.backward()?;
             for v in [&a, &b] {
-                assert_eq!(max_diff(g1.get(v).unwrap(), g2.get(v).unwrap()), 0.0);
+                assert_eq!(max_abs_diff(g1.get(v).unwrap(), g2.get(v).unwrap()), 0.0);
             }
         }
         Ok(())

@@ -19,7 +19,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_slice::{f32_slice, output_buffer};
+use super::cpu_slice::{f32_slice, output_buffer_or_zeros};
 use crate::kernel::{matmul, MatMut, MatRef};
 
 /// The sizes of one aggregation: `val: (N, K, O, T, V)`, `adj: (N, K, O,
@@ -86,13 +86,9 @@ impl CustomOp3 for Aggregate {
         let d = self.0;
         d.check(val.len(), adj.len(), bias.len(), name)?;
         let Dims { n, k, o, t, v, u } = d;
-        let mut y = if k > 0 && v > 0 {
-            // SAFETY: the first subset's product (not accumulating, inner
-            // dimension V > 0) writes every (T, U) block.
-            unsafe { output_buffer(n * o * t * u) }
-        } else {
-            vec![0f32; n * o * t * u]
-        };
+        // SAFETY: with K, V > 0 the first subset's product (not
+        // accumulating) writes every (T, U) block.
+        let mut y = unsafe { output_buffer_or_zeros(n * o * t * u, k > 0 && v > 0) };
         if t * u > 0 {
             y.par_chunks_mut(t * u).enumerate().for_each(|(no, y)| {
                 let (s, c) = (no / o, no % o);
@@ -195,14 +191,10 @@ impl CustomOp3 for AggregateGrad {
             candle_core::bail!("{name}: {} gradient elements for {d:?}", dy.len());
         }
         let (nv, na) = (n * k * o * t * v, n * k * o * u * v);
-        let mut out = if t * u * v > 0 {
-            // SAFETY: with T, U, V > 0 every (T, V) block of dval and
-            // (U, V) block of dadj is written by a non-accumulating product
-            // below, and dbias is zeroed here.
-            unsafe { output_buffer(nv + na + k * o) }
-        } else {
-            vec![0f32; nv + na + k * o]
-        };
+        // SAFETY: with T, U, V > 0 every (T, V) block of dval and (U, V)
+        // block of dadj is written by a non-accumulating product below, and
+        // dbias is zeroed here.
+        let mut out = unsafe { output_buffer_or_zeros(nv + na + k * o, t * u * v > 0) };
         let (dval, rest) = out.split_at_mut(nv);
         let (dadj, dbias) = rest.split_at_mut(na);
         dbias.fill(0.0);

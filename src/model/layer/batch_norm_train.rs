@@ -337,20 +337,8 @@ pub fn batch_norm_train_ops(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::layer::max_abs_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// The fused op and the candle-op version agree in value, statistics
     /// and all three gradients under a loss with per-element weights.
@@ -365,7 +353,7 @@ mod tests {
             let w = Tensor::randn(0f32, 1.0, shape, &dev)?;
             let (y1, s1) = batch_norm_train(&x, &g, &b, 1e-5)?;
             let (y2, s2) = batch_norm_train_ops(&x, &g, &b, 1e-5)?;
-            assert!(max_diff(&y1, &y2) < 1e-5, "forward {shape:?}");
+            assert!(max_abs_diff(&y1, &y2) < 1e-5, "forward {shape:?}");
             for (p, q) in s1
                 .mean
                 .iter()
@@ -380,7 +368,7 @@ mod tests {
                 let a = g1.get(v.as_tensor()).expect("fused gradient");
                 let e = g2.get(v.as_tensor()).expect("reference gradient");
                 let scale = e.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
-                let d = max_diff(a, e);
+                let d = max_abs_diff(a, e);
                 assert!(d < 1e-4 * scale, "gradient {shape:?}: {d}");
             }
         }

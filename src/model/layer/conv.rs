@@ -201,10 +201,12 @@ impl TemporalConv {
 
     /// `x: (N, I, T, V) -> (N, O, T', V)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, i, _t, v) = x.dims4()?;
+        let (n, i, t, v) = x.dims4()?;
         let (o, _, k, _) = self.weight.dims4()?;
+        // Refuses an input shorter than the kernel's reach, so `out_len`
+        // below cannot underflow.
         let cols = time_columns(x, k, self.stride, self.dilation, self.pad)?; // (N, I*K, T'*V)
-        let t_out = cols.dim(2)? / v.max(1);
+        let t_out = self.out_len(t);
         let w = self.weight.reshape((o, i * k))?.to_dtype(x.dtype())?; // (O, I*K)
         crate::model::flops::add((n * o * i * k * t_out * v) as u64);
         let y = super::weight_matmul(&w, &cols)?; // (N, O, T'*V)

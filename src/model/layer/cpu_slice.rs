@@ -40,3 +40,19 @@ pub(crate) unsafe fn output_buffer(len: usize) -> Vec<f32> {
     unsafe { v.set_len(len) };
     v
 }
+
+/// [`output_buffer`] when `written_in_full`, else `len` zeros: for ops
+/// that write every element except in degenerate shapes (an empty inner
+/// dimension, no subsets, no frames), where the zeros are the answer.
+///
+/// # Safety
+///
+/// When `written_in_full`, as for [`output_buffer`].
+pub(crate) unsafe fn output_buffer_or_zeros(len: usize, written_in_full: bool) -> Vec<f32> {
+    if written_in_full {
+        // SAFETY: forwarded to the caller.
+        unsafe { output_buffer(len) }
+    } else {
+        vec![0f32; len]
+    }
+}

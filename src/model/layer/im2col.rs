@@ -17,7 +17,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_slice::{f32_slice, output_buffer};
+use super::cpu_slice::{f32_slice, output_buffer_or_zeros};
 
 /// The geometry of one im2col: `rows` = `N * I` rows of `T` frames of `V`
 /// joints; `k` taps `d` frames apart; stride `s`; `p` zero frames each side.
@@ -71,14 +71,10 @@ impl CustomOp1 for TimeColumns {
             candle_core::bail!("{}: {} elements for {self:?}", self.name(), x.len());
         }
         let row = k * to * v;
-        let mut out = if t > 0 {
-            // SAFETY: with T > 0 the rows of `out` pair one to one with the
-            // rows of `x` (length checked above), and every V-long piece
-            // of a row is either copied or zeroed below.
-            unsafe { output_buffer(self.rows * row) }
-        } else {
-            vec![0f32; self.rows * row]
-        };
+        // SAFETY: with T > 0 the rows of `out` pair one to one with the
+        // rows of `x` (length checked above), and every V-long piece of a
+        // row is either copied or zeroed below.
+        let mut out = unsafe { output_buffer_or_zeros(self.rows * row, t > 0) };
         out.par_chunks_mut(row.max(1))
             .zip(x.par_chunks((t * v).max(1)))
             .for_each(|(o, xr)| {
@@ -216,20 +212,8 @@ pub fn subsample_time(x: &Tensor, s: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::layer::max_abs_diff;
     use candle_core::{Device, Var};
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// Same columns and the same input gradient as the candle ops, for the
     /// kernels, strides, dilations and paddings the encoders use and some

@@ -31,3 +31,12 @@ pub use im2col::{subsample_time, time_columns};
 pub use pool::max_pool3_time;
 pub use reduce::mean_keepdim;
 pub use weight_matmul::weight_matmul;
+
+/// `max |a - b|` over all elements: the layers' tests compare custom ops
+/// with candle's own ops through it.
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+        .unwrap()
+}

@@ -13,7 +13,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-use super::cpu_slice::{f32_slice, output_buffer};
+use super::cpu_slice::{f32_slice, output_buffer_or_zeros};
 use rayon::prelude::*;
 
 use crate::kernel::{matmul, MatMut, MatRef};
@@ -52,14 +52,9 @@ impl CustomOp2 for WeightMatmul {
         let x = f32_slice(sx, lx, self.name())?;
         self.check(w.len(), x.len(), self.name())?;
         let (n, o, q, p) = (self.n, self.o, self.q, self.p);
-        let mut y = if q > 0 {
-            // SAFETY: every (O, P) block of `y` is the destination of one
-            // non-accumulating product with a non-empty inner dimension,
-            // which writes all of it.
-            unsafe { output_buffer(n * o * p) }
-        } else {
-            vec![0f32; n * o * p]
-        };
+        // SAFETY: with Q > 0 every (O, P) block of `y` is the destination of
+        // one non-accumulating product, which writes all of it.
+        let mut y = unsafe { output_buffer_or_zeros(n * o * p, q > 0) };
         if o * p > 0 {
             y.par_chunks_mut(o * p)
                 .zip(x.par_chunks(q * p))
@@ -127,14 +122,10 @@ impl CustomOp3 for WeightMatmulGrad {
             candle_core::bail!("{}: {} gradient elements", self.name(), g.len());
         }
         self.0.check(w.len(), x.len(), self.name())?;
-        let mut out = if o > 0 && n * p > 0 {
-            // SAFETY: with O > 0 every (Q, P) block of dx is written by a
-            // non-accumulating product, and with N·P > 0 dW is copied in
-            // full from the partial sums below.
-            unsafe { output_buffer(n * q * p + o * q) }
-        } else {
-            vec![0f32; n * q * p + o * q]
-        };
+        // SAFETY: with O > 0 every (Q, P) block of dx is written by a
+        // non-accumulating product, and with N·P > 0 dW is copied in full
+        // from the partial sums below.
+        let mut out = unsafe { output_buffer_or_zeros(n * q * p + o * q, o > 0 && n * p > 0) };
         let (dx, dw) = out.split_at_mut(n * q * p);
         if n * q * p > 0 && o > 0 {
             // dx[n] = Wᵀ · dy[n]: Wᵀ is W read with swapped strides.
