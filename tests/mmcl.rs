@@ -457,3 +457,34 @@ fn the_seed_decides_the_mmcl_modules_initial_weights() -> anyhow::Result<()> {
     assert_ne!(a, c);
     Ok(())
 }
+
+/// The shipped stream model (`models/ctrgcn-edge-utd-window`): trained on
+/// what the runtime feeds it (window sampling, recorded in its card), f16,
+/// and evaluated the stream's way it scores its card on the test subjects.
+#[test]
+fn shipped_window_model_scores_its_card() -> anyhow::Result<()> {
+    use skelact::model::card::{Precision, Sampling};
+    let dir = ModelDir::open("models/ctrgcn-edge-utd-window")?;
+    let card = dir.card();
+    assert_eq!(card.temporal.sampling, Sampling::Window);
+    assert_eq!(card.precision, Precision::F16);
+    assert!(card
+        .provenance
+        .command
+        .contains("--method mmcl --sampling window"));
+    let Some(root) = utd_root() else {
+        return Ok(());
+    };
+    let split = data::load(Benchmark::UtdCrossSubject, &root, None)?;
+    assert_eq!(split.test.len(), 430);
+    let dev = Device::Cpu;
+    let loaded = dir.load(&dev, Some(DType::F32))?;
+    let e = trainer::evaluate(loaded.encoder.as_ref(), card, &split.test, 64, &dev)?;
+    assert!(
+        (e.top1 - card.provenance.metrics["top1"]).abs() < 1e-9,
+        "{} vs card {}",
+        e.top1,
+        card.provenance.metrics["top1"]
+    );
+    Ok(())
+}

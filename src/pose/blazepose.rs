@@ -22,7 +22,7 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 
 use super::anchor::{self, Anchor, DETECTOR_INPUT, NUM_ANCHORS};
 use super::interpreter::Interpreter;
@@ -94,7 +94,6 @@ pub struct BlazePose {
     detector: Interpreter,
     landmark: Interpreter,
     anchors: Vec<Anchor>,
-    device: Device,
     /// ROI for the next frame, from the last frame's landmarks.
     tracked: Option<Roi>,
     last_times: StageTimes,
@@ -138,7 +137,6 @@ impl BlazePose {
             detector,
             landmark,
             anchors: anchor::pose_anchors(),
-            device,
             tracked: None,
             last_times: StageTimes::default(),
         })
@@ -209,13 +207,9 @@ impl BlazePose {
     pub fn detect(&self, rgb: &[u8], width: usize, height: usize) -> Result<Option<Roi>> {
         let (square, _) = Roi::full_image(width, height).letterbox();
         let input = warp(rgb, width, height, &square, &DETECTOR_CROP);
-        let x = Tensor::from_vec(input, (1, DETECTOR_INPUT, DETECTOR_INPUT, 3), &self.device)?;
-        let out = self.detector.run(&[x])?;
-        let (boxes, scores) = match out.as_slice() {
-            [b, s] => (
-                b.flatten_all()?.to_vec1::<f32>()?,
-                s.flatten_all()?.to_vec1::<f32>()?,
-            ),
+        let mut out = self.detector.run_slices(&[&input])?;
+        let (boxes, scores) = match out.as_mut_slice() {
+            [b, s] => (std::mem::take(b), std::mem::take(s)),
             _ => {
                 return Err(Error::shape(
                     "pose detector outputs",
@@ -251,8 +245,7 @@ impl BlazePose {
         roi: &Roi,
     ) -> Result<LandmarkOutput> {
         let input = warp(rgb, width, height, roi, &LANDMARK_CROP);
-        let x = Tensor::from_vec(input, (1, LANDMARK_INPUT, LANDMARK_INPUT, 3), &self.device)?;
-        let out = self.landmark.run(&[x])?;
+        let mut out = self.landmark.run_slices(&[&input])?;
         if out.len() != 5 {
             return Err(Error::shape(
                 "pose landmark outputs",
@@ -260,10 +253,14 @@ impl BlazePose {
                 &[out.len()],
             ));
         }
-        let landmarks = out[0].flatten_all()?.to_vec1::<f32>()?;
-        let flag = out[1].flatten_all()?.to_vec1::<f32>()?;
-        let heatmap_side = out[3].dim(1)?;
-        let heatmap = out[3].flatten_all()?.to_vec1::<f32>()?;
+        let landmarks = std::mem::take(&mut out[0]);
+        let flag = std::mem::take(&mut out[1]);
+        let heatmap_side = self
+            .landmark
+            .output_shape(3)
+            .and_then(|s| s.get(1).copied())
+            .unwrap_or(0);
+        let heatmap = std::mem::take(&mut out[3]);
         if landmarks.len() != NUM_RAW_LANDMARKS * 5
             || flag.len() != 1
             || heatmap.len() != heatmap_side * heatmap_side * NUM_RAW_LANDMARKS

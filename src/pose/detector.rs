@@ -19,6 +19,7 @@ impl LandmarkDetector for BlazePose {
     }
 
     fn describe(&self) -> String {
-        "BlazePose (MediaPipe 0.10.21 pose detector + full landmark model, candle)".to_string()
+        "BlazePose (MediaPipe 0.10.21 pose detector + full landmark model, skelact CPU interpreter)"
+            .to_string()
     }
 }

@@ -1,5 +1,5 @@
 //! 2D human body landmarks from colour images: MediaPipe BlazePose (pose
-//! detector + full landmark model) run in candle on CPU from MediaPipe's own
+//! detector + full landmark model) run on the CPU from MediaPipe's own
 //! TFLite files.
 //!
 //! Usage: fetch the two networks once (`.ci/fetch-blazepose.sh DIR`, from
@@ -22,12 +22,13 @@
 //! [`PoseLandmarks`] (33 landmarks in image pixels, MediaPipe's topology,
 //! [`crate::skeleton::Layout`]'s BlazePose-33), [`tflite::Model`] (a TFLite
 //! file read into an owned graph), [`interpreter::Interpreter`] (that graph
-//! in candle).
+//! on planned CPU buffers).
 //!
 //! Implementation: [`tflite`] reads the FlatBuffer with a verifying reader
-//! generated from TensorFlow Lite's schema; [`interpreter`] implements the
-//! twelve operators the two graphs use (fp16 weights behind DEQUANTIZE and
-//! CSR weights behind DENSIFY are expanded at load); [`anchor`] and [`roi`]
+//! generated from TensorFlow Lite's schema; [`interpreter`] plans buffers
+//! and runs the twelve operators the two graphs use (fp16 weights behind
+//! DEQUANTIZE and CSR weights behind DENSIFY are expanded at load) with the
+//! slice kernels of [`ops`] and [`depthwise`]; [`anchor`] and [`roi`]
 //! are MediaPipe's pre- and post-processing; [`blazepose`] joins them as
 //! MediaPipe's `pose_landmark_cpu` graph does.
 
@@ -37,6 +38,7 @@ pub mod depthwise;
 pub mod detector;
 pub mod image;
 pub mod interpreter;
+pub mod ops;
 pub mod roi;
 pub mod tflite;
 

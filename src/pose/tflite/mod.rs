@@ -3,8 +3,9 @@
 //! data, operators with their options, the first subgraph's inputs and
 //! outputs.
 //!
-//! Why: MediaPipe ships BlazePose only as TFLite files; skelact runs them in
-//! candle ([`super::interpreter`]) rather than linking TensorFlow Lite.
+//! Why: MediaPipe ships BlazePose only as TFLite files; skelact runs them
+//! with its own interpreter ([`super::interpreter`]) rather than linking
+//! TensorFlow Lite.
 //! Every access goes through [planus](https://docs.rs/planus)'s verifying
 //! reader, so a corrupt or truncated file is a typed [`Error::Tflite`],
 //! never a panic or an out-of-bounds read; constant buffers are checked

@@ -16,6 +16,11 @@ use super::ffi::{
 use super::stream::{frame_profile, ProfileData, StreamInfo};
 use crate::{Error, Result};
 
+/// How long a summary keeps reading after the playback reports `STOPPED`
+/// and no frame arrives (frames still in the sensor pipeline reach the
+/// queue late when the CPU is busy).
+const STOP_GRACE: Duration = Duration::from_millis(1000);
+
 /// Frames of one stream in a recording.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamCount {
@@ -150,18 +155,15 @@ fn play_through(
             + Duration::from_secs(10);
         if result.is_ok() {
             result = (|| -> Result<()> {
-                let mut stopped = false;
+                // Once the reader reports STOPPED, frames may still be on
+                // their way to the queue (on a busy machine, seconds):
+                // keep waiting until none came for STOP_GRACE.
+                let mut stopped: Option<Instant> = None;
                 loop {
                     let mut f: *mut sys::rs2_frame = std::ptr::null_mut();
-                    let got = if stopped {
-                        call("rs2_poll_for_frame", |e| {
-                            sys::rs2_poll_for_frame(queue.ptr(), &mut f, e)
-                        })?
-                    } else {
-                        call("rs2_try_wait_for_frame", |e| {
-                            sys::rs2_try_wait_for_frame(queue.ptr(), 200, &mut f, e)
-                        })?
-                    };
+                    let got = call("rs2_try_wait_for_frame", |e| {
+                        sys::rs2_try_wait_for_frame(queue.ptr(), 100, &mut f, e)
+                    })?;
                     if got != 0 {
                         let f = FrameRef(non_null("rs2_try_wait_for_frame", f)?);
                         let (_, ProfileData { uid, .. }) = frame_profile(f.ptr())?;
@@ -171,16 +173,23 @@ fn play_through(
                         if let Some(k) = uids.iter().position(|&u| u == uid) {
                             on_frame(k, num);
                         }
+                        if stopped.is_some() {
+                            stopped = Some(Instant::now());
+                        }
                         continue;
                     }
-                    if stopped {
-                        return Ok(());
+                    if let Some(since) = stopped {
+                        if since.elapsed() >= STOP_GRACE {
+                            return Ok(());
+                        }
+                        continue;
                     }
                     let status = call("rs2_playback_device_get_current_status", |e| {
                         sys::rs2_playback_device_get_current_status(playback.ptr(), e)
                     })?;
-                    stopped = status == sys::rs2_playback_status_RS2_PLAYBACK_STATUS_STOPPED;
-                    if !stopped && Instant::now() > deadline {
+                    if status == sys::rs2_playback_status_RS2_PLAYBACK_STATUS_STOPPED {
+                        stopped = Some(Instant::now());
+                    } else if Instant::now() > deadline {
                         return Err(Error::RealSense {
                             function: "playback".to_string(),
                             message: format!("{} did not finish playing", path.display()),
