@@ -71,8 +71,9 @@ fn aggregate_any<const FMA: bool>(
     }
 }
 
+/// `a·b + c`, fused when `FMA` (for loops compiled with the `fma` feature).
 #[inline(always)]
-fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+pub(crate) fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
         a.mul_add(b, c)
     } else {

@@ -9,6 +9,8 @@
 
 use rayon::prelude::*;
 
+use crate::kernel::simd::fmadd;
+
 /// Geometry of one depthwise convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DepthwiseGeometry {
@@ -102,15 +104,6 @@ unsafe fn channel_avx2(
     pad: &mut Vec<f32>,
 ) {
     channel::<true>(g, x, k, b, clamp, o, pad)
-}
-
-#[inline(always)]
-fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
 }
 
 /// Output columns per register block of [`channel`]: four AVX2 vectors

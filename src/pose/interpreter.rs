@@ -41,6 +41,8 @@ pub struct Interpreter {
     /// Per tensor: its internal dimensions (NCHW for rank 4), padded to
     /// four with leading ones; zeros for tensors of higher rank.
     dims: Vec<[usize; 4]>,
+    /// Per tensor: its element count.
+    len: Vec<usize>,
     /// Per tensor: the constant value (internal layout), if an operator
     /// reads it as an activation.
     constants: Vec<Option<Vec<f32>>>,
@@ -541,8 +543,8 @@ impl Interpreter {
         // Constants read as activations, in the internal layout.
         let mut constants: Vec<Option<Vec<f32>>> = vec![None; n];
         for &t in steps.iter().flat_map(|s| &s.inputs) {
-            if let (Some(Data::F32(v)), None) = (&raw[t], &constants[t]) {
-                check_len(&Data::F32(v.clone()), &shapes[t], &names[t])?;
+            if let (Some(d @ Data::F32(v)), None) = (&raw[t], &constants[t]) {
+                check_len(d, &shapes[t], &names[t])?;
                 constants[t] = Some(if shapes[t].len() == 4 {
                     let mut y = vec![0.0; v.len()];
                     let s = &shapes[t];
@@ -568,6 +570,7 @@ impl Interpreter {
             device: device.clone(),
             shapes,
             dims,
+            len,
             constants,
             steps,
             inputs: model.inputs.clone(),
@@ -640,7 +643,7 @@ impl Interpreter {
         let mut arena = self.arena.lock().unwrap_or_else(|e| e.into_inner());
         let Arena { bufs, scratch } = &mut *arena;
         for (&t, x) in self.inputs.iter().zip(inputs) {
-            let want: usize = self.shapes[t].iter().product();
+            let want = self.len[t];
             if x.len() != want {
                 return Err(Error::shape(
                     format!("TFLite input `{}` {:?}", self.names[t], self.shapes[t]),
@@ -657,8 +660,7 @@ impl Interpreter {
         for s in &self.steps {
             let slot = self.slot[s.output];
             let mut out = std::mem::take(&mut bufs[slot]);
-            let len = self.shapes[s.output].iter().product::<usize>();
-            let done = self.step(s, bufs, scratch, &mut out[..len]);
+            let done = self.step(s, bufs, scratch, &mut out[..self.len[s.output]]);
             bufs[slot] = out;
             done?;
         }
@@ -683,7 +685,7 @@ impl Interpreter {
     fn read<'a>(&'a self, bufs: &'a [Vec<f32>], t: usize) -> &'a [f32] {
         match &self.constants[t] {
             Some(c) => c,
-            None => &bufs[self.slot[t]][..self.shapes[t].iter().product::<usize>()],
+            None => &bufs[self.slot[t]][..self.len[t]],
         }
     }
 
