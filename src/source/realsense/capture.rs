@@ -1,8 +1,11 @@
 //! Aligned colour + depth frames from a RealSense camera or a recording.
 //!
-//! [`Capture`] starts the SDK's pipeline with a depth (z16) and a colour
-//! (RGB8) stream, aligns depth to colour with the SDK's `align` block (so a
-//! landmark found in the colour image reads its depth at the same pixel),
+//! [`Capture`] starts the SDK's pipeline on a camera with a depth (z16) and
+//! a colour (RGB8) stream, or reads a recording's depth and colour frames
+//! in file order and pairs them with the SDK's sync block
+//! (`playback.rs`); it aligns depth to colour with the SDK's `align`
+//! block (so a landmark found in the colour image reads its depth at the
+//! same pixel),
 //! and copies each frameset into a reusable [`RgbdFrame`] with the colour
 //! intrinsics, the depth scale, hardware timestamps and frame numbers.
 //! Framesets lacking one of the two streams (the SDK's syncer emits them at
@@ -13,6 +16,8 @@ use std::path::PathBuf;
 use realsense_sys as sys;
 
 use super::ffi::{call, non_null, sdk_string, FrameQueue, FrameRef, ProcessingBlock};
+use super::ffi::{Config, Device};
+use super::playback::{Playback, Streams};
 use super::rgbd::RgbdFrame;
 use super::session::{Session, Wait};
 use super::stream::{frame_profile, intrinsics_from_rs2, ProfileData, StreamInfo};
@@ -86,11 +91,27 @@ pub enum Next {
     End,
 }
 
+/// Where framesets come from: the SDK's pipeline on a camera, skelact's
+/// own sensor-by-sensor reading of a file.
+enum Feed {
+    Camera(Session),
+    File(Box<Playback>),
+}
+
+impl Feed {
+    fn device(&self) -> &Device {
+        match self {
+            Feed::Camera(s) => &s.device,
+            Feed::File(p) => &p.device,
+        }
+    }
+}
+
 /// A running capture (see the module docs).
 pub struct Capture {
-    // Dropped before the session: the align block holds frames of it.
+    // Dropped before the feed: the align block holds frames of it.
     align: (ProcessingBlock, FrameQueue),
-    session: Session,
+    feed: Feed,
     depth_scale_m: f32,
     wait_ms: u32,
     incomplete: u64,
@@ -103,7 +124,7 @@ impl std::fmt::Debug for Capture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Capture")
             .field("source", &self.describe)
-            .field("streams", &self.session.streams)
+            .field("streams", &self.streams())
             .field("depth_scale_m", &self.depth_scale_m)
             .finish()
     }
@@ -112,74 +133,24 @@ impl std::fmt::Debug for Capture {
 impl Capture {
     /// Opens the camera or file and starts streaming.
     pub fn open(cfg: &CaptureConfig) -> Result<Self> {
-        let file = match &cfg.input {
-            Input::File(p) => Some(p.as_path()),
-            Input::Camera { .. } => None,
-        };
-        let (context, config) = Session::config(file, cfg.loop_file)?;
-        let (w, h, fps) = match file {
-            Some(_) => (0, 0, 0),
-            None => (cfg.width as i32, cfg.height as i32, cfg.fps as i32),
-        };
-        let (depth_fmt, color_fmt) = match file {
-            Some(_) => (
-                sys::rs2_format_RS2_FORMAT_Z16,
-                sys::rs2_format_RS2_FORMAT_ANY,
-            ),
-            None => (
-                sys::rs2_format_RS2_FORMAT_Z16,
-                sys::rs2_format_RS2_FORMAT_RGB8,
-            ),
-        };
-        // SAFETY: live config; strings are copied by the SDK.
-        unsafe {
-            if let Input::Camera { serial: Some(s) } = &cfg.input {
-                let c = std::ffi::CString::new(s.as_str())
-                    .map_err(|_| Error::config("serial", "contains a NUL byte"))?;
-                call("rs2_config_enable_device", |e| {
-                    sys::rs2_config_enable_device(config.ptr(), c.as_ptr(), e)
-                })?;
-            }
-            call("rs2_config_enable_stream(depth)", |e| {
-                sys::rs2_config_enable_stream(
-                    config.ptr(),
-                    sys::rs2_stream_RS2_STREAM_DEPTH,
-                    -1,
-                    w,
-                    h,
-                    depth_fmt,
-                    fps,
-                    e,
-                )
-            })?;
-            call("rs2_config_enable_stream(color)", |e| {
-                sys::rs2_config_enable_stream(
-                    config.ptr(),
-                    sys::rs2_stream_RS2_STREAM_COLOR,
-                    -1,
-                    w,
-                    h,
-                    color_fmt,
-                    fps,
-                    e,
-                )
-            })?;
-            if let Some(out) = &cfg.record_to {
-                if file.is_some() {
+        let feed = match &cfg.input {
+            Input::File(path) => {
+                if cfg.record_to.is_some() {
                     return Err(Error::config(
                         "record_to",
                         "the SDK records cameras, not playbacks",
                     ));
                 }
-                let c = super::ffi::c_path(out)?;
-                call("rs2_config_enable_record_to_file", |e| {
-                    sys::rs2_config_enable_record_to_file(config.ptr(), c.as_ptr(), e)
-                })?;
+                Feed::File(Box::new(Playback::open(
+                    path,
+                    Streams::DepthAndColor,
+                    cfg.loop_file,
+                )?))
             }
-        }
-        let session = Session::start(context, config)?;
-        let depth_scale_m = session
-            .device
+            Input::Camera { serial } => Feed::Camera(open_camera(cfg, serial.as_deref())?),
+        };
+        let depth_scale_m = feed
+            .device()
             .depth_scale_m()?
             .ok_or_else(|| Error::mismatch("RealSense device", "a depth sensor", "none"))?;
         // SAFETY: constructors; the queue receives the align block's output.
@@ -197,23 +168,22 @@ impl Capture {
             })?;
             (block, queue)
         };
-        let name = session
-            .device
+        let name = feed
+            .device()
             .info(sys::rs2_camera_info_RS2_CAMERA_INFO_NAME)
             .unwrap_or_else(|| "RealSense".to_string());
         let describe = match &cfg.input {
             Input::File(p) => format!("realsense playback {} ({name})", p.display()),
             Input::Camera { .. } => format!(
                 "realsense {name} {}",
-                session
-                    .device
+                feed.device()
                     .info(sys::rs2_camera_info_RS2_CAMERA_INFO_SERIAL_NUMBER)
                     .unwrap_or_default()
             ),
         };
         Ok(Self {
             align,
-            session,
+            feed,
             depth_scale_m,
             wait_ms: cfg.wait_ms.max(1),
             incomplete: 0,
@@ -225,7 +195,10 @@ impl Capture {
 
     /// The streams of the running pipeline.
     pub fn streams(&self) -> &[StreamInfo] {
-        &self.session.streams
+        match &self.feed {
+            Feed::Camera(s) => &s.streams,
+            Feed::File(p) => &p.streams,
+        }
     }
 
     /// The device's depth scale, metres per z16 unit.
@@ -235,12 +208,16 @@ impl Capture {
 
     /// Whether frames come from a recording.
     pub fn is_playback(&self) -> bool {
-        self.session.playback
+        matches!(self.feed, Feed::File(_))
     }
 
-    /// Framesets skipped for lacking colour or depth.
+    /// Framesets skipped for lacking colour or depth (for a recording:
+    /// colour frames with no depth frame within one frame period).
     pub fn incomplete(&self) -> u64 {
-        self.incomplete
+        match &self.feed {
+            Feed::Camera(_) => self.incomplete,
+            Feed::File(p) => self.incomplete + p.unpaired(),
+        }
     }
 
     /// Frames delivered so far.
@@ -259,11 +236,15 @@ impl Capture {
             return Ok(Next::End);
         }
         loop {
-            let frameset = match self.session.wait(self.wait_ms)? {
+            let wait = match &mut self.feed {
+                Feed::Camera(s) => s.wait(self.wait_ms)?,
+                Feed::File(p) => p.wait(self.wait_ms)?,
+            };
+            let frameset = match wait {
                 Wait::Frames(f) => f,
-                // A file with real-time mode off always has a next frame
+                // A file read without real-time always has a next frame
                 // or an end: wait for it.
-                Wait::Pending if self.session.playback => continue,
+                Wait::Pending if self.is_playback() => continue,
                 Wait::Pending => return Ok(Next::Pending),
                 Wait::End => {
                     self.ended = true;
@@ -442,4 +423,45 @@ impl Capture {
         }
         Ok(true)
     }
+}
+
+/// Starts the SDK's pipeline on a camera (the first one, or `serial`) with
+/// depth z16 and colour RGB8 at the configured size and rate, recording
+/// to `cfg.record_to` when asked.
+fn open_camera(cfg: &CaptureConfig, serial: Option<&str>) -> Result<Session> {
+    let (context, config): (_, Config) = Session::config()?;
+    let (w, h, fps) = (cfg.width as i32, cfg.height as i32, cfg.fps as i32);
+    // SAFETY: live config; strings are copied by the SDK.
+    unsafe {
+        if let Some(s) = serial {
+            let c = std::ffi::CString::new(s)
+                .map_err(|_| Error::config("serial", "contains a NUL byte"))?;
+            call("rs2_config_enable_device", |e| {
+                sys::rs2_config_enable_device(config.ptr(), c.as_ptr(), e)
+            })?;
+        }
+        for (what, stream, format) in [
+            (
+                "rs2_config_enable_stream(depth)",
+                sys::rs2_stream_RS2_STREAM_DEPTH,
+                sys::rs2_format_RS2_FORMAT_Z16,
+            ),
+            (
+                "rs2_config_enable_stream(color)",
+                sys::rs2_stream_RS2_STREAM_COLOR,
+                sys::rs2_format_RS2_FORMAT_RGB8,
+            ),
+        ] {
+            call(what, |e| {
+                sys::rs2_config_enable_stream(config.ptr(), stream, -1, w, h, format, fps, e)
+            })?;
+        }
+        if let Some(out) = &cfg.record_to {
+            let c = super::ffi::c_path(out)?;
+            call("rs2_config_enable_record_to_file", |e| {
+                sys::rs2_config_enable_record_to_file(config.ptr(), c.as_ptr(), e)
+            })?;
+        }
+    }
+    Session::start(context, config)
 }

@@ -177,19 +177,6 @@ impl Device {
         Some(sdk_string(p))
     }
 
-    /// Whether the device is a playback of a recorded file.
-    pub(crate) fn is_playback(&self) -> Result<bool> {
-        // SAFETY: live device handle.
-        let r = call("rs2_is_device_extendable_to", |e| unsafe {
-            sys::rs2_is_device_extendable_to(
-                self.ptr(),
-                sys::rs2_extension_RS2_EXTENSION_PLAYBACK,
-                e,
-            )
-        })?;
-        Ok(r != 0)
-    }
-
     /// The depth scale (metres per z16 unit) of the device's first depth
     /// sensor, `None` when it has none.
     pub(crate) fn depth_scale_m(&self) -> Result<Option<f32>> {

@@ -6,8 +6,10 @@
 //! - [`Capture`]: colour (RGB8) + depth (z16) from a camera or a recorded
 //!   `.bag` / `.db3` file, depth aligned to colour by the SDK, with the
 //!   colour intrinsics, depth scale, hardware timestamps and frame numbers;
-//!   files play with real-time mode off (every frame, as fast as the caller
-//!   reads); the end of a file or an unplugged camera ends the stream;
+//!   files are read by skelact itself, not the SDK pipeline (every frame,
+//!   as fast as the caller reads, each colour frame paired with the depth
+//!   frame nearest in time: `playback.rs`, `pair.rs`); the end of a file
+//!   or an unplugged camera ends the stream;
 //!   optional recording of a camera to a file.
 //! - [`RealSenseSource`]: the runtime's [`crate::source::JointSource`]:
 //!   capture, 2D landmarks from a [`crate::lift::LandmarkDetector`],
@@ -25,6 +27,8 @@ pub mod capture;
 pub mod device;
 pub(crate) mod ffi;
 pub mod file;
+pub(crate) mod pair;
+pub(crate) mod playback;
 pub mod rgbd;
 pub(crate) mod session;
 pub mod source;

@@ -1,25 +1,18 @@
-//! A started SDK pipeline: context, config, pipeline, its active profile
-//! and device, with a playback device switched to non-real-time reading.
+//! A started SDK pipeline on a camera: context, config, pipeline, its
+//! active profile and device.
 //!
-//! Reading a file with real-time mode off makes the SDK hand out every
-//! recorded frame, however slowly the caller takes them (in real-time mode
-//! it drops frames to keep the recorded pace). The end of a file shows as a
-//! wait that times out while the playback status is `STOPPED` (for a
-//! second, as the syncer may still hold the last frameset); a camera
-//! that is unplugged shows as `rs2_device_is_connected` = 0. Both end the
-//! stream instead of failing it.
-
-use std::path::Path;
-use std::time::{Duration, Instant};
+//! A camera that is unplugged shows as `rs2_device_is_connected` = 0, which
+//! ends the stream instead of failing it. Recordings do not go through the
+//! pipeline (it starts them in real-time mode, which may drop frames before
+//! it can be switched off): see [`super::playback`].
 
 use realsense_sys as sys;
 
 use super::ffi::{
-    c_path, call, non_null, Config, Context, Device, FrameRef, Pipeline, PipelineProfile,
-    StreamProfileList,
+    call, non_null, Config, Context, Device, FrameRef, Pipeline, PipelineProfile, StreamProfileList,
 };
 use super::stream::StreamInfo;
-use crate::{Error, Result};
+use crate::Result;
 
 /// What waiting for the next frameset gave.
 pub(crate) enum Wait {
@@ -39,13 +32,8 @@ pub(crate) struct Session {
     pipeline: Pipeline,
     _config: Config,
     _context: Context,
-    pub(crate) playback: bool,
     pub(crate) streams: Vec<StreamInfo>,
-    stopped_at: Option<Instant>,
 }
-
-/// How long frames may still arrive after a playback reports `STOPPED`.
-const END_GRACE: Duration = Duration::from_millis(1000);
 
 impl Drop for Session {
     fn drop(&mut self) {
@@ -58,33 +46,14 @@ impl Drop for Session {
 }
 
 impl Session {
-    /// A config to fill; `file` (when given) is played back once, or over
-    /// and over with `repeat`.
-    pub(crate) fn config(file: Option<&Path>, repeat: bool) -> Result<(Context, Config)> {
+    /// A config to fill.
+    pub(crate) fn config() -> Result<(Context, Config)> {
         let context = Context::new()?;
         // SAFETY: constructor; error checked.
         let cfg = call("rs2_create_config", |e| unsafe {
             sys::rs2_create_config(e)
         })?;
         let config = Config(non_null("rs2_create_config", cfg)?);
-        if let Some(path) = file {
-            if !path.is_file() {
-                return Err(Error::io(
-                    path,
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such recording"),
-                ));
-            }
-            let c = c_path(path)?;
-            // SAFETY: live config, NUL-terminated path copied by the SDK.
-            call("rs2_config_enable_device_from_file", |e| unsafe {
-                sys::rs2_config_enable_device_from_file_repeat_option(
-                    config.ptr(),
-                    c.as_ptr(),
-                    i32::from(repeat),
-                    e,
-                )
-            })?;
-        }
         Ok((context, config))
     }
 
@@ -105,12 +74,6 @@ impl Session {
                 sys::rs2_pipeline_profile_get_device(profile.ptr(), e)
             })?;
             let device = Device(non_null("rs2_pipeline_profile_get_device", dev)?);
-            let playback = device.is_playback()?;
-            if playback {
-                call("rs2_playback_device_set_real_time", |e| {
-                    sys::rs2_playback_device_set_real_time(device.ptr(), 0, e)
-                })?;
-            }
             let list = call("rs2_pipeline_profile_get_streams", |e| {
                 sys::rs2_pipeline_profile_get_streams(profile.ptr(), e)
             })?;
@@ -131,9 +94,7 @@ impl Session {
                 pipeline,
                 _config: config,
                 _context: context,
-                playback,
                 streams,
-                stopped_at: None,
             })
         }
     }
@@ -154,27 +115,14 @@ impl Session {
                 )?)))
             }
             Err(e) => {
-                if self.playback || self.connected() {
+                if self.connected() {
                     return Err(e);
                 }
                 log::warn!("RealSense camera disconnected: {e}");
                 return Ok(Wait::End);
             }
         }
-        if self.playback {
-            // SAFETY: live playback device.
-            let status = call("rs2_playback_device_get_current_status", |e| unsafe {
-                sys::rs2_playback_device_get_current_status(self.device.ptr(), e)
-            })?;
-            if status == sys::rs2_playback_status_RS2_PLAYBACK_STATUS_STOPPED {
-                // The reader may stop before the syncer has handed out the
-                // last frameset: keep waiting a little before the end.
-                let since = *self.stopped_at.get_or_insert_with(Instant::now);
-                if since.elapsed() >= END_GRACE {
-                    return Ok(Wait::End);
-                }
-            }
-        } else if !self.connected() {
+        if !self.connected() {
             log::warn!("RealSense camera disconnected");
             return Ok(Wait::End);
         }
