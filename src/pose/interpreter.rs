@@ -23,6 +23,7 @@
 //! explicitly.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 
@@ -105,6 +106,95 @@ enum Kind {
     },
     Logistic,
     DepthToSpace(usize),
+}
+
+impl Kind {
+    /// What [`Interpreter::profile`] groups by.
+    fn label(&self) -> String {
+        match self {
+            Kind::Conv { g, .. } if g.pointwise() => "conv 1x1".to_string(),
+            Kind::Conv { g, .. } if g.few_outputs() => {
+                format!("conv {}x{} (per-channel stencils)", g.kh, g.kw)
+            }
+            Kind::Conv { g, .. } => format!("conv {}x{} (im2col)", g.kh, g.kw),
+            Kind::Depthwise { g, .. } => format!("depthwise {}x{}", g.kh, g.kw),
+            Kind::Add(_) => "add".to_string(),
+            Kind::MaxPool { .. } => "max pool".to_string(),
+            Kind::Pad(_) => "pad".to_string(),
+            Kind::Reshape => "reshape".to_string(),
+            Kind::Concat { .. } => "concat".to_string(),
+            Kind::ResizeBilinear { .. } => "resize bilinear".to_string(),
+            Kind::Logistic => "logistic".to_string(),
+            Kind::DepthToSpace(_) => "depth to space".to_string(),
+        }
+    }
+}
+
+/// Removes each `PAD` of height and width whose only reader is a
+/// convolution (TFLite writes them before BlazePose's stride-2 layers):
+/// the convolution reads the unpadded input and pads it itself, which its
+/// kernels do without a copy (zeros outside the input).
+fn fold_spatial_pads(steps: &mut Vec<Step>, outputs: &[usize]) {
+    let mut i = 0;
+    while i < steps.len() {
+        let Kind::Pad(p) = steps[i].kind else {
+            i += 1;
+            continue;
+        };
+        let (from, padded) = (steps[i].inputs[0], steps[i].output);
+        let mut readers = steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.inputs.contains(&padded));
+        let only = match (readers.next(), readers.next()) {
+            (Some((j, s)), None) if s.inputs == [padded] => Some(j),
+            _ => None,
+        };
+        let spatial = p[0] == (0, 0) && p[1] == (0, 0);
+        let ((top, bottom), (left, right)) = (p[2], p[3]);
+        let folded = match only.filter(|_| spatial && !outputs.contains(&padded)) {
+            Some(j) => {
+                let done = match &mut steps[j].kind {
+                    Kind::Conv { g, .. } => {
+                        g.h -= top + bottom;
+                        g.w -= left + right;
+                        g.pad_top += top;
+                        g.pad_left += left;
+                        true
+                    }
+                    Kind::Depthwise { g, .. } => {
+                        g.h -= top + bottom;
+                        g.w -= left + right;
+                        g.pad_before.0 += top;
+                        g.pad_before.1 += left;
+                        true
+                    }
+                    _ => false,
+                };
+                if done {
+                    steps[j].inputs[0] = from;
+                }
+                done
+            }
+            None => false,
+        };
+        if folded {
+            steps.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Time spent in one kind of operator ([`Interpreter::profile`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpTime {
+    /// The operator kind (`conv 1x1`, `depthwise 3x3`, `add`, ...).
+    pub op: String,
+    /// Milliseconds, summed over the profiled runs.
+    pub ms: f64,
+    /// Operators of this kind in the graph.
+    pub count: usize,
 }
 
 /// TFLite NHWC axis -> internal NCHW axis for rank-4 tensors.
@@ -540,6 +630,7 @@ impl Interpreter {
                 return Err(Error::tflite(format!("graph output {t} is never written")));
             }
         }
+        fold_spatial_pads(&mut steps, &model.outputs);
         // Constants read as activations, in the internal layout.
         let mut constants: Vec<Option<Vec<f32>>> = vec![None; n];
         for &t in steps.iter().flat_map(|s| &s.inputs) {
@@ -632,6 +723,43 @@ impl Interpreter {
     /// [`Interpreter::run`] on flat slices in TFLite layout (NHWC for
     /// images), without tensors: the inputs are checked by length.
     pub fn run_slices(&self, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
+        self.run_timed(inputs, None)
+    }
+
+    /// Runs the graph `runs` times on `inputs` and returns the time spent
+    /// in each kind of operator ([`OpTime::op`] names the kind and, for
+    /// convolutions, the kernel), most expensive first, summed over the
+    /// runs.
+    pub fn profile(&self, inputs: &[&[f32]], runs: usize) -> Result<Vec<OpTime>> {
+        let mut per_step = vec![Duration::ZERO; self.steps.len()];
+        for _ in 0..runs.max(1) {
+            self.run_timed(inputs, Some(&mut per_step))?;
+        }
+        let mut by_op: Vec<OpTime> = Vec::new();
+        for (s, t) in self.steps.iter().zip(&per_step) {
+            let op = s.kind.label();
+            match by_op.iter_mut().find(|o| o.op == op) {
+                Some(o) => {
+                    o.ms += t.as_secs_f64() * 1e3;
+                    o.count += 1;
+                }
+                None => by_op.push(OpTime {
+                    op,
+                    ms: t.as_secs_f64() * 1e3,
+                    count: 1,
+                }),
+            }
+        }
+        by_op.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(by_op)
+    }
+
+    /// [`Interpreter::run_slices`], adding each step's time to `times`.
+    fn run_timed(
+        &self,
+        inputs: &[&[f32]],
+        mut times: Option<&mut [Duration]>,
+    ) -> Result<Vec<Vec<f32>>> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::shape(
                 "TFLite graph inputs",
@@ -657,10 +785,14 @@ impl Interpreter {
                 _ => buf.copy_from_slice(x),
             }
         }
-        for s in &self.steps {
+        for (i, s) in self.steps.iter().enumerate() {
             let slot = self.slot[s.output];
             let mut out = std::mem::take(&mut bufs[slot]);
+            let t = Instant::now();
             let done = self.step(s, bufs, scratch, &mut out[..self.len[s.output]]);
+            if let Some(times) = times.as_deref_mut() {
+                times[i] += t.elapsed();
+            }
             bufs[slot] = out;
             done?;
         }
@@ -889,6 +1021,97 @@ mod tests {
             kind: Kind::Logistic,
             inputs: inputs.to_vec(),
             output,
+        }
+    }
+
+    /// A padded depthwise equals the depthwise of `PAD` + VALID, and the
+    /// fold applies only where the pad has that one convolution reader.
+    #[test]
+    fn spatial_pads_fold_into_their_convolution() {
+        let (c, h, w) = (2, 5, 7);
+        let pads = [(0, 0), (0, 0), (1, 2), (2, 1)];
+        let (ph, pw) = (h + 3, w + 3);
+        let g = DepthwiseGeometry {
+            c,
+            h: ph,
+            w: pw,
+            kh: 3,
+            kw: 3,
+            stride: (2, 2),
+            dilation: (1, 1),
+            pad_before: (0, 0),
+            oh: (ph - 3) / 2 + 1,
+            ow: (pw - 3) / 2 + 1,
+        };
+        let weight: Vec<f32> = (0..c * 9).map(|i| (i as f32 * 0.3).sin()).collect();
+        let dw = |g: DepthwiseGeometry| Kind::Depthwise {
+            g,
+            weight: weight.clone(),
+            bias: vec![0.1, -0.2],
+            act: Activation::None,
+        };
+        // t0 -> PAD -> t1 -> depthwise -> t2
+        let mut steps = vec![
+            Step {
+                kind: Kind::Pad(pads),
+                inputs: vec![0],
+                output: 1,
+            },
+            Step {
+                kind: dw(g),
+                inputs: vec![1],
+                output: 2,
+            },
+        ];
+        let x: Vec<f32> = (0..c * h * w).map(|i| (i as f32 * 0.7).cos()).collect();
+        let mut padded = vec![0.0; c * ph * pw];
+        ops::pad(&x, [1, c, h, w], pads, &mut padded, [1, c, ph, pw]);
+        let mut want = vec![0.0; c * g.oh * g.ow];
+        let none = (f32::NEG_INFINITY, f32::INFINITY);
+        assert!(depthwise_conv(
+            &g,
+            &padded,
+            &weight,
+            &[0.1, -0.2],
+            none,
+            &mut want
+        ));
+        fold_spatial_pads(&mut steps, &[2]);
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0].inputs, [0]);
+        let Kind::Depthwise { g: folded, .. } = &steps[0].kind else {
+            panic!("not a depthwise step");
+        };
+        assert_eq!((folded.h, folded.w, folded.pad_before), (h, w, (1, 2)));
+        let mut got = vec![0.0; want.len()];
+        assert!(depthwise_conv(
+            folded,
+            &x,
+            &weight,
+            &[0.1, -0.2],
+            none,
+            &mut got
+        ));
+        assert_eq!(got, want);
+        // A pad that is also a graph output, or read twice, stays.
+        for (outputs, second_reader) in [(vec![1, 2], false), (vec![2, 3], true)] {
+            let mut steps = vec![
+                Step {
+                    kind: Kind::Pad(pads),
+                    inputs: vec![0],
+                    output: 1,
+                },
+                Step {
+                    kind: dw(g),
+                    inputs: vec![1],
+                    output: 2,
+                },
+            ];
+            if second_reader {
+                steps.push(step(&[1], 3));
+            }
+            fold_spatial_pads(&mut steps, &outputs);
+            assert!(matches!(steps[0].kind, Kind::Pad(_)));
         }
     }
 

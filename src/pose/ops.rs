@@ -18,6 +18,7 @@
 //! apply after the bias. Shapes are checked when the interpreter is built;
 //! the functions here assume them (slice indexing still bounds-checks).
 
+use super::depthwise::{depthwise_conv, DepthwiseGeometry};
 use super::tflite::Activation;
 use crate::kernel::{matmul, MatMut, MatRef};
 
@@ -95,14 +96,71 @@ impl ConvGeometry {
         self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad_top == 0 && self.pad_left == 0
     }
 
-    /// Length of the im2col buffer [`conv2d`] needs (0 for pointwise).
+    /// Fewer output channels than kernel taps (BlazePose's segmentation
+    /// head: 8 channels to 1 at 256x256): im2col would write every input
+    /// value `KH·KW` times to feed a one-row product, so [`conv2d`] sums
+    /// per-channel stencils instead (one depthwise pass per output
+    /// channel).
+    pub fn few_outputs(&self) -> bool {
+        !self.pointwise() && self.o < self.kh * self.kw
+    }
+
+    /// Length of the scratch buffer [`conv2d`] needs: the im2col matrix,
+    /// or one stencil plane per input channel for [`Self::few_outputs`]
+    /// (0 for pointwise).
     pub fn scratch_len(&self) -> usize {
         if self.pointwise() {
             0
+        } else if self.few_outputs() {
+            self.c * self.oh * self.ow
         } else {
             self.c * self.kh * self.kw * self.oh * self.ow
         }
     }
+
+    /// The same stencil per channel, as a depthwise geometry.
+    fn per_channel(&self) -> DepthwiseGeometry {
+        DepthwiseGeometry {
+            c: self.c,
+            h: self.h,
+            w: self.w,
+            kh: self.kh,
+            kw: self.kw,
+            stride: (self.stride, self.stride),
+            dilation: (self.dilation, self.dilation),
+            pad_before: (self.pad_top, self.pad_left),
+            oh: self.oh,
+            ow: self.ow,
+        }
+    }
+}
+
+/// [`conv2d`] for [`ConvGeometry::few_outputs`]: for each output channel,
+/// the `C` stencils of its filter into `scratch`, summed with the bias.
+fn conv2d_few_outputs(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    act: Activation,
+    scratch: &mut [f32],
+    y: &mut [f32],
+) {
+    let n = g.oh * g.ow;
+    let k = g.c * g.kh * g.kw;
+    let dg = g.per_channel();
+    let planes = &mut scratch[..g.c * n];
+    let none = (f32::NEG_INFINITY, f32::INFINITY);
+    for (o, yo) in y.chunks_exact_mut(n.max(1)).take(g.o).enumerate() {
+        // planes: (C, OH, OW), the filter's slice for each input channel.
+        let ok = depthwise_conv(&dg, x, &weight[o * k..(o + 1) * k], &[], none, planes);
+        debug_assert!(ok, "geometry checked at load");
+        yo.fill(bias.get(o).copied().unwrap_or(0.0));
+        for p in planes.chunks_exact(n.max(1)) {
+            yo.iter_mut().zip(p).for_each(|(v, &t)| *v += t);
+        }
+    }
+    activate(y, act);
 }
 
 /// `y = act(W · im2col(x) + b)` for one image.
@@ -124,6 +182,9 @@ pub fn conv2d(
     let k = g.c * g.kh * g.kw;
     let n = g.oh * g.ow;
     let y = &mut y[..g.o * n];
+    if g.few_outputs() {
+        return conv2d_few_outputs(g, x, weight, bias, act, scratch, y);
+    }
     let rhs = if g.pointwise() {
         MatRef::dense(x, k, n)
     } else {
@@ -439,8 +500,18 @@ mod tests {
 
     #[test]
     fn strided_padded_convolution_matches_the_definition() {
-        let (c, h, w, o, k) = (2, 5, 6, 3, 3);
-        for (stride, dilation, same) in [(1, 1, true), (2, 1, true), (1, 2, false), (2, 1, false)] {
+        let (c, h, w, k) = (2, 5, 6, 3);
+        // 3 outputs: per-channel stencils; 12: im2col and one product.
+        for (stride, dilation, same, o) in [
+            (1, 1, true, 3),
+            (2, 1, true, 3),
+            (1, 2, false, 3),
+            (2, 1, false, 3),
+            (1, 1, true, 12),
+            (2, 1, true, 12),
+            (1, 2, false, 12),
+            (2, 1, false, 12),
+        ] {
             let (oh, pt) = out_size(h, k, stride, dilation, same);
             let (ow, pl) = out_size(w, k, stride, dilation, same);
             let g = ConvGeometry {
@@ -461,7 +532,8 @@ mod tests {
             let wt: Vec<f32> = (0..o * c * k * k)
                 .map(|i| (i as f32 * 0.11).cos())
                 .collect();
-            let bias = [0.5, -0.25, 0.0];
+            assert_eq!(g.few_outputs(), o < k * k);
+            let bias: Vec<f32> = (0..o).map(|i| 0.5 - 0.25 * i as f32).collect();
             let mut scratch = vec![f32::NAN; g.scratch_len()];
             let mut y = vec![f32::NAN; o * oh * ow];
             conv2d(

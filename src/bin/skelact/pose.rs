@@ -42,6 +42,10 @@ pub struct BenchPoseArgs {
     /// (tests/fixtures/gen_blazepose.py --time).
     #[arg(long)]
     pub python: Option<String>,
+    /// Also time each kind of operator of both networks (on a constant
+    /// input of the network's size, `--frames` runs each).
+    #[arg(long)]
+    pub profile: bool,
 }
 
 fn model_dir(model: &Option<PathBuf>) -> Result<PathBuf> {
@@ -165,6 +169,31 @@ pub fn bench_pose(a: &BenchPoseArgs) -> Result<()> {
     ] {
         let (m, mean) = stats(v);
         println!("{name:<38} {m:>10.1} {mean:>10.1}");
+    }
+    if a.profile {
+        for (name, net) in [
+            ("detector", bp.detector()),
+            ("landmark model", bp.landmark_model()),
+        ] {
+            let len: usize = net.input_shape(0).map_or(0, |s| s.iter().product());
+            let x = vec![0.5f32; len];
+            let ops = net.profile(&[&x], frames)?;
+            let total: f64 = ops.iter().map(|o| o.ms).sum();
+            println!(
+                "{name} network, {} steps: {:.1} ms per run in operators",
+                net.num_steps(),
+                total / frames as f64
+            );
+            for o in &ops {
+                println!(
+                    "  {:<24} {:>3} ops {:>8.2} ms {:>5.1} %",
+                    o.op,
+                    o.count,
+                    o.ms / frames as f64,
+                    100.0 * o.ms / total.max(1e-9)
+                );
+            }
+        }
     }
     if let Some(py) = &a.python {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gen_blazepose.py");
