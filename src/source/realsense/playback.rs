@@ -94,6 +94,13 @@ impl OpenSensor {
     }
 }
 
+/// A sensor handle lent to the thread that closes it.
+struct SensorPtr(*mut sys::rs2_sensor);
+
+// SAFETY: librealsense sensors may be used from any thread; the owner joins
+// the borrowing thread before it uses or frees the sensor again.
+unsafe impl Send for SensorPtr {}
+
 /// A running playback (see the module docs).
 pub(crate) struct Playback {
     /// `None` once dropping: blocked senders then give up.
@@ -112,6 +119,8 @@ pub(crate) struct Playback {
     path: PathBuf,
     repeat: bool,
     stopped_at: Option<Instant>,
+    /// Closes the sensors once the file has stopped (see `ended`).
+    closer: Option<std::thread::JoinHandle<()>>,
     /// Frames received in this pass over the file.
     pass_frames: u64,
     /// Frames of one whole pass, known after the first (a looped file).
@@ -170,6 +179,7 @@ impl Playback {
             path: path.to_path_buf(),
             repeat,
             stopped_at: None,
+            closer: None,
             pass_frames: 0,
             frames_per_pass: None,
         };
@@ -390,15 +400,22 @@ impl Playback {
         }
     }
 
-    /// Whether the file has ended: the playback reports `STOPPED` and no
-    /// frame came for [`END_GRACE`] — or, from the second pass over a
-    /// looped file on, as many frames as the first pass gave have come.
+    /// Whether the file has ended. The playback reports `STOPPED` once its
+    /// reader has handed every frame to the sensors' dispatch queues; a
+    /// helper thread then closes the sensors, which returns once those
+    /// queues have run every callback, so when it is done and the channel
+    /// is empty, every frame has been received. [`END_GRACE`] without a
+    /// frame ends it too, should closing take longer. From the second pass
+    /// over a looped file on, the pass ends as soon as it has given as many
+    /// frames as the first.
     fn ended(&mut self) -> Result<bool> {
         if self.frames_per_pass == Some(self.pass_frames) {
             return Ok(true);
         }
         if let Some(since) = self.stopped_at {
-            return Ok(since.elapsed() >= END_GRACE);
+            let drained = self.closer.as_ref().is_some_and(|c| c.is_finished())
+                && self.frames.as_ref().is_none_or(|rx| rx.is_empty());
+            return Ok(drained || since.elapsed() >= END_GRACE);
         }
         // SAFETY: live playback device.
         let status = call("rs2_playback_device_get_current_status", |e| unsafe {
@@ -406,8 +423,40 @@ impl Playback {
         })?;
         if status == sys::rs2_playback_status_RS2_PLAYBACK_STATUS_STOPPED {
             self.stopped_at = Some(Instant::now());
+            let sensors: Vec<SensorPtr> = self
+                .sensors
+                .iter()
+                .map(|s| SensorPtr(s.sensor.ptr()))
+                .collect();
+            self.closer = Some(std::thread::spawn(move || {
+                for s in sensors {
+                    // SAFETY: the sensor outlives this thread, which is
+                    // joined before the sensors are touched again or
+                    // dropped (`join_closer`).
+                    let _ = call("rs2_close", |e| unsafe { sys::rs2_close(s.0, e) });
+                }
+            }));
         }
         Ok(false)
+    }
+
+    /// Waits for the thread closing the sensors at the end of a file,
+    /// taking frames off the channel meanwhile so that no callback waits on
+    /// it (frames that come this late, after the end was declared, are
+    /// dropped, as they would be without the thread).
+    fn join_closer(&mut self) {
+        while let Some(c) = &self.closer {
+            if c.is_finished() {
+                if let Some(c) = self.closer.take() {
+                    let _ = c.join();
+                }
+                return;
+            }
+            match &self.frames {
+                Some(rx) => drop(rx.recv_timeout(STATUS_POLL)),
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
     }
 
     /// Plays the file again from its start, pairing afresh (timestamps
@@ -417,6 +466,7 @@ impl Playback {
         if self.frames_per_pass.is_none() {
             self.frames_per_pass = Some(self.pass_frames);
         }
+        self.join_closer();
         self.stop_sensors();
         for s in &self.sensors {
             s.close();
@@ -589,12 +639,10 @@ impl Drop for Playback {
         // A callback blocked on a full channel returns once the receiver
         // is gone, so stopping the sensors cannot wait on it forever.
         self.frames = None;
+        self.join_closer();
         self.stop_sensors();
         for s in &self.sensors {
-            // SAFETY: live, stopped sensor.
-            let _ = call("rs2_close", |e| unsafe {
-                sys::rs2_close(s.sensor.ptr(), e)
-            });
+            s.close();
         }
         // SAFETY: allocated by Box::leak in `open`; no callback runs any
         // more (every sensor is stopped), so nothing else refers to it.
