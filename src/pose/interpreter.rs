@@ -1051,18 +1051,21 @@ mod tests {
             act: Activation::None,
         };
         // t0 -> PAD -> t1 -> depthwise -> t2
-        let mut steps = vec![
-            Step {
-                kind: Kind::Pad(pads),
-                inputs: vec![0],
-                output: 1,
-            },
-            Step {
-                kind: dw(g),
-                inputs: vec![1],
-                output: 2,
-            },
-        ];
+        let pad_then_dw = || {
+            vec![
+                Step {
+                    kind: Kind::Pad(pads),
+                    inputs: vec![0],
+                    output: 1,
+                },
+                Step {
+                    kind: dw(g),
+                    inputs: vec![1],
+                    output: 2,
+                },
+            ]
+        };
+        let mut steps = pad_then_dw();
         let x: Vec<f32> = (0..c * h * w).map(|i| (i as f32 * 0.7).cos()).collect();
         let mut padded = vec![0.0; c * ph * pw];
         ops::pad(&x, [1, c, h, w], pads, &mut padded, [1, c, ph, pw]);
@@ -1095,18 +1098,7 @@ mod tests {
         assert_eq!(got, want);
         // A pad that is also a graph output, or read twice, stays.
         for (outputs, second_reader) in [(vec![1, 2], false), (vec![2, 3], true)] {
-            let mut steps = vec![
-                Step {
-                    kind: Kind::Pad(pads),
-                    inputs: vec![0],
-                    output: 1,
-                },
-                Step {
-                    kind: dw(g),
-                    inputs: vec![1],
-                    output: 2,
-                },
-            ];
+            let mut steps = pad_then_dw();
             if second_reader {
                 steps.push(step(&[1], 3));
             }

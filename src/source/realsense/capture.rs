@@ -153,21 +153,13 @@ impl Capture {
             .device()
             .depth_scale_m()?
             .ok_or_else(|| Error::mismatch("RealSense device", "a depth sensor", "none"))?;
-        // SAFETY: constructors; the queue receives the align block's output.
-        let align = unsafe {
-            let b = call("rs2_create_align", |e| {
-                sys::rs2_create_align(sys::rs2_stream_RS2_STREAM_COLOR, e)
-            })?;
-            let block = ProcessingBlock(non_null("rs2_create_align", b)?);
-            let q = call("rs2_create_frame_queue", |e| {
-                sys::rs2_create_frame_queue(1, e)
-            })?;
-            let queue = FrameQueue(non_null("rs2_create_frame_queue", q)?);
-            call("rs2_start_processing_queue", |e| {
-                sys::rs2_start_processing_queue(block.ptr(), queue.ptr(), e)
-            })?;
-            (block, queue)
-        };
+        // SAFETY: constructor; error checked.
+        let b = call("rs2_create_align", |e| unsafe {
+            sys::rs2_create_align(sys::rs2_stream_RS2_STREAM_COLOR, e)
+        })?;
+        let block = ProcessingBlock(non_null("rs2_create_align", b)?);
+        let queue = block.output_queue(1)?;
+        let align = (block, queue);
         let name = feed
             .device()
             .info(sys::rs2_camera_info_RS2_CAMERA_INFO_NAME)
@@ -262,27 +254,13 @@ impl Capture {
 
     /// Runs the align block on a frameset.
     fn align(&mut self, frameset: FrameRef) -> Result<FrameRef> {
-        let raw = frameset.ptr();
-        std::mem::forget(frameset); // the block takes ownership
         let (block, queue) = &self.align;
-        // SAFETY: `raw` is an owned frameset reference handed to the block;
-        // the block's output frame is owned by the returned FrameRef.
-        unsafe {
-            call("rs2_process_frame", |e| {
-                sys::rs2_process_frame(block.ptr(), raw, e)
-            })?;
-            let mut out: *mut sys::rs2_frame = std::ptr::null_mut();
-            let got = call("rs2_try_wait_for_frame", |e| {
-                sys::rs2_try_wait_for_frame(queue.ptr(), 5000, &mut out, e)
-            })?;
-            if got == 0 {
-                return Err(Error::RealSense {
-                    function: "align".to_string(),
-                    message: "no aligned frameset within 5 s".to_string(),
-                });
-            }
-            Ok(FrameRef(non_null("rs2_try_wait_for_frame", out)?))
-        }
+        block
+            .process(queue, frameset, 5000)?
+            .ok_or_else(|| Error::RealSense {
+                function: "align".to_string(),
+                message: "no aligned frameset within 5 s".to_string(),
+            })
     }
 
     /// Copies colour and depth of `fs` into `out`; `false` when the

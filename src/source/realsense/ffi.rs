@@ -158,6 +158,63 @@ impl Context {
     }
 }
 
+impl StreamProfileList {
+    /// The list's profiles (pointers owned by the list).
+    pub(crate) fn profiles(&self) -> Result<Vec<*const sys::rs2_stream_profile>> {
+        // SAFETY: live list; the profiles it returns belong to it.
+        let n = call("rs2_get_stream_profiles_count", |e| unsafe {
+            sys::rs2_get_stream_profiles_count(self.ptr(), e)
+        })?;
+        (0..n)
+            .map(|i| {
+                call("rs2_get_stream_profile", |e| unsafe {
+                    sys::rs2_get_stream_profile(self.ptr(), i, e)
+                })
+            })
+            .collect()
+    }
+}
+
+impl ProcessingBlock {
+    /// Sends the block's output to a new queue of `capacity` frames.
+    pub(crate) fn output_queue(&self, capacity: i32) -> Result<FrameQueue> {
+        // SAFETY: constructor, then a live block and queue.
+        let q = call("rs2_create_frame_queue", |e| unsafe {
+            sys::rs2_create_frame_queue(capacity, e)
+        })?;
+        let queue = FrameQueue(non_null("rs2_create_frame_queue", q)?);
+        call("rs2_start_processing_queue", |e| unsafe {
+            sys::rs2_start_processing_queue(self.ptr(), queue.ptr(), e)
+        })?;
+        Ok(queue)
+    }
+
+    /// Hands `frame` to the block (which takes it) and waits up to
+    /// `wait_ms` for an output frame on `queue`.
+    pub(crate) fn process(
+        &self,
+        queue: &FrameQueue,
+        frame: FrameRef,
+        wait_ms: u32,
+    ) -> Result<Option<FrameRef>> {
+        let raw = frame.ptr();
+        std::mem::forget(frame); // the block takes ownership
+                                 // SAFETY: `raw` is an owned frame reference handed to the block;
+                                 // an output frame is owned by the returned FrameRef.
+        call("rs2_process_frame", |e| unsafe {
+            sys::rs2_process_frame(self.ptr(), raw, e)
+        })?;
+        let mut out: *mut sys::rs2_frame = std::ptr::null_mut();
+        let got = call("rs2_try_wait_for_frame", |e| unsafe {
+            sys::rs2_try_wait_for_frame(queue.ptr(), wait_ms, &mut out, e)
+        })?;
+        if got == 0 {
+            return Ok(None);
+        }
+        Ok(Some(FrameRef(non_null("rs2_try_wait_for_frame", out)?)))
+    }
+}
+
 impl Device {
     /// A camera-info string (`RS2_CAMERA_INFO_*`), `None` when the device
     /// does not report it.

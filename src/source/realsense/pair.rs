@@ -107,12 +107,22 @@ impl<F: Share> Pairer<F> {
         Ok(())
     }
 
+    /// Starts over for a stream whose timestamps start again (a looped
+    /// file): frames held are released, the unpaired count is kept.
+    pub(crate) fn restart(&mut self) {
+        self.prev_depth = None;
+        self.last_depth = None;
+        self.waiting.clear();
+        self.ready.clear();
+    }
+
     /// The next pair, `(depth, colour)`.
     pub(crate) fn pop(&mut self) -> Option<(F, F)> {
         self.ready.pop_front()
     }
 
-    /// Colour frames that got no depth frame within the gap.
+    /// Colour frames that got no depth frame within the gap (over every
+    /// restart).
     pub(crate) fn unpaired(&self) -> u64 {
         self.unpaired
     }

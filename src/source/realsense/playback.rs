@@ -219,14 +219,8 @@ impl Playback {
                     sys::rs2_get_stream_profiles(sensor.ptr(), e)
                 })?;
                 let profiles = StreamProfileList(non_null("rs2_get_stream_profiles", pl)?);
-                let k = call("rs2_get_stream_profiles_count", |e| {
-                    sys::rs2_get_stream_profiles_count(profiles.ptr(), e)
-                })?;
                 let mut chosen = Vec::new();
-                for j in 0..k {
-                    let p = call("rs2_get_stream_profile", |e| {
-                        sys::rs2_get_stream_profile(profiles.ptr(), j, e)
-                    })?;
+                for p in profiles.profiles()? {
                     let ProfileData { stream, format, .. } = profile_data(p)?;
                     let take = match want {
                         Streams::All => true,
@@ -345,7 +339,7 @@ impl Playback {
                 return Ok(Wait::Frames(fs));
             }
             // A looped file's pass is over once it gave what the first gave.
-            let end = if self.frames_per_pass == Some(self.pass_frames) {
+            let end = if self.pass_complete() {
                 true
             } else {
                 // Short slices: the end shows as a status, not as a frame.
@@ -376,9 +370,7 @@ impl Playback {
 
     /// Colour frames that found no depth frame near them.
     pub(crate) fn unpaired(&self) -> u64 {
-        self.pairing
-            .as_ref()
-            .map_or(0, |p| p.unpaired_before + p.pairer.unpaired())
+        self.pairing.as_ref().map_or(0, |p| p.pairer.unpaired())
     }
 
     /// One frame from the channel within `timeout`.
@@ -409,7 +401,7 @@ impl Playback {
     /// over a looped file on, the pass ends as soon as it has given as many
     /// frames as the first.
     fn ended(&mut self) -> Result<bool> {
-        if self.frames_per_pass == Some(self.pass_frames) {
+        if self.pass_complete() {
             return Ok(true);
         }
         if let Some(since) = self.stopped_at {
@@ -438,6 +430,12 @@ impl Playback {
             }));
         }
         Ok(false)
+    }
+
+    /// Whether a later pass over a looped file has given as many frames as
+    /// the first.
+    fn pass_complete(&self) -> bool {
+        self.frames_per_pass == Some(self.pass_frames)
     }
 
     /// Waits for the thread closing the sensors at the end of a file,
@@ -473,8 +471,7 @@ impl Playback {
             s.open()?;
         }
         if let Some(p) = self.pairing.as_mut() {
-            p.unpaired_before += p.pairer.unpaired();
-            p.pairer = Pairer::new(p.pairer_gap_ms);
+            p.pairer.restart();
         }
         self.start()
     }
@@ -503,9 +500,6 @@ struct Pairing {
     depth_uid: i32,
     color_uid: i32,
     pairer: Pairer<FrameRef>,
-    pairer_gap_ms: f64,
-    /// Unpaired colour frames of earlier passes over a looped file.
-    unpaired_before: u64,
     /// Builds the frameset of a pair (see [`compose`]).
     block: ProcessingBlock,
     queue: FrameQueue,
@@ -527,31 +521,21 @@ impl Pairing {
         let gap_ms = 1000.0 / f64::from(color.fps.max(1));
         let slot: Box<Mutex<Option<FrameRef>>> = Box::new(Mutex::new(None));
         let ctx = &*slot as *const Mutex<Option<FrameRef>> as *mut c_void;
-        // SAFETY: constructors; `ctx` points into `slot`, a Box owned by
+        // SAFETY: constructor; `ctx` points into `slot`, a Box owned by
         // the Pairing beside the block and dropped after it (field order).
-        unsafe {
-            let b = call("rs2_create_processing_block_fptr", |e| {
-                sys::rs2_create_processing_block_fptr(Some(compose), ctx, e)
-            })?;
-            let block = ProcessingBlock(non_null("rs2_create_processing_block_fptr", b)?);
-            let q = call("rs2_create_frame_queue", |e| {
-                sys::rs2_create_frame_queue(4, e)
-            })?;
-            let queue = FrameQueue(non_null("rs2_create_frame_queue", q)?);
-            call("rs2_start_processing_queue", |e| {
-                sys::rs2_start_processing_queue(block.ptr(), queue.ptr(), e)
-            })?;
-            Ok(Self {
-                depth_uid: depth.unique_id,
-                color_uid: color.unique_id,
-                pairer: Pairer::new(gap_ms),
-                pairer_gap_ms: gap_ms,
-                unpaired_before: 0,
-                block,
-                queue,
-                slot,
-            })
-        }
+        let b = call("rs2_create_processing_block_fptr", |e| unsafe {
+            sys::rs2_create_processing_block_fptr(Some(compose), ctx, e)
+        })?;
+        let block = ProcessingBlock(non_null("rs2_create_processing_block_fptr", b)?);
+        let queue = block.output_queue(4)?;
+        Ok(Self {
+            depth_uid: depth.unique_id,
+            color_uid: color.unique_id,
+            pairer: Pairer::new(gap_ms),
+            block,
+            queue,
+            slot,
+        })
     }
 
     /// A frame read from the file.
@@ -579,25 +563,12 @@ impl Pairing {
             function: "compose".to_string(),
             message: "pairing slot poisoned".to_string(),
         })? = Some(depth);
-        let raw = color.ptr();
-        std::mem::forget(color); // the block takes ownership
-                                 // SAFETY: `raw` is an owned frame reference handed to the block,
-                                 // which runs `compose` on this thread before returning.
-        call("rs2_process_frame", |e| unsafe {
-            sys::rs2_process_frame(self.block.ptr(), raw, e)
-        })?;
-        let mut out: *mut sys::rs2_frame = std::ptr::null_mut();
-        // SAFETY: live queue; a returned frame is owned by the FrameRef.
-        let got = call("rs2_poll_for_frame", |e| unsafe {
-            sys::rs2_poll_for_frame(self.queue.ptr(), &mut out, e)
-        })?;
-        if got == 0 {
-            return Err(Error::RealSense {
-                function: "compose".to_string(),
-                message: "no frameset for a colour/depth pair".to_string(),
-            });
-        }
-        Ok(Some(FrameRef(non_null("rs2_poll_for_frame", out)?)))
+        // The block runs `compose` on this thread before it returns.
+        let fs = self.block.process(&self.queue, color, 0)?;
+        fs.map(Some).ok_or_else(|| Error::RealSense {
+            function: "compose".to_string(),
+            message: "no frameset for a colour/depth pair".to_string(),
+        })
     }
 }
 

@@ -78,16 +78,11 @@ impl Session {
                 sys::rs2_pipeline_profile_get_streams(profile.ptr(), e)
             })?;
             let list = StreamProfileList(non_null("rs2_pipeline_profile_get_streams", list)?);
-            let n = call("rs2_get_stream_profiles_count", |e| {
-                sys::rs2_get_stream_profiles_count(list.ptr(), e)
-            })?;
-            let mut streams = Vec::new();
-            for i in 0..n {
-                let sp = call("rs2_get_stream_profile", |e| {
-                    sys::rs2_get_stream_profile(list.ptr(), i, e)
-                })?;
-                streams.push(StreamInfo::from_profile(sp)?);
-            }
+            let streams = list
+                .profiles()?
+                .into_iter()
+                .map(|p| StreamInfo::from_profile(p))
+                .collect::<Result<Vec<_>>>()?;
             Ok(Self {
                 device,
                 _profile: profile,
