@@ -122,6 +122,78 @@ fn create_then_load_gives_the_same_outputs() {
     common::assert_close("logits", &got, &want, 0.0);
 }
 
+/// A batch norm makes the layer before it scale-free, so training can leave
+/// a running variance past f16's largest value (65504; a distilled NW-UCLA
+/// run left 6e7). An f16 directory keeps the statistics in f32: the model
+/// loads and computes as its f32 weights rounded to f16 with exact
+/// statistics, where rounding them too would make the variance infinite.
+#[test]
+fn batch_norm_statistics_beyond_f16_range_survive_an_f16_directory() {
+    use skelact::model::card::Precision;
+    let mut card = edge_card();
+    card.precision = Precision::F16;
+    let mut weights = common::seeded_weights(&card, 1);
+    let c = weights["l1.gcn1.bn.running_var"].dim(0).unwrap();
+    let big = |v: f32| Tensor::from_vec(vec![v; c], c, &Device::Cpu).unwrap();
+    weights.insert("l1.gcn1.bn.running_var".into(), big(6.0e7));
+    weights.insert("l1.gcn1.bn.running_mean".into(), big(-1.8e4));
+    weights.insert("l1.gcn1.bn.weight".into(), big(1.0)); // CTR-GCN starts it at 1e-6
+    let dir = tempfile::tempdir().unwrap();
+    let md = ModelDir::create(dir.path(), &card, &weights).unwrap();
+    let stored = read_safetensors(&md.weights_path(), &Device::Cpu).unwrap();
+    assert_eq!(stored["l1.gcn1.bn.running_var"].dtype(), DType::F32);
+    assert_eq!(stored["l1.gcn1.convs.0.conv3.weight"].dtype(), DType::F16);
+    let rounded = |keep_stats: bool| {
+        let w = weights
+            .iter()
+            .map(|(k, t)| {
+                let exact = keep_stats && k.contains("running_");
+                let t = if exact {
+                    t.clone()
+                } else {
+                    t.to_dtype(DType::F16)
+                        .unwrap()
+                        .to_dtype(DType::F32)
+                        .unwrap()
+                };
+                (k.clone(), t)
+            })
+            .collect();
+        build_encoder(
+            &card.architecture,
+            VarBuilder::from_tensors(w, DType::F32, &Device::Cpu),
+        )
+        .unwrap()
+    };
+    let x = window(&card, 2);
+    let want = rounded(true).forward_t(&x, false).unwrap();
+    let all_f16 = rounded(false).forward_t(&x, false).unwrap();
+    let diff = (&want - &all_f16)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap();
+    assert!(
+        diff.to_scalar::<f32>().unwrap() > 1e-3,
+        "the variance must matter"
+    );
+    for dtype in [Some(DType::F32), None] {
+        let loaded = ModelDir::open(md.path())
+            .unwrap()
+            .load(&Device::Cpu, dtype)
+            .unwrap();
+        let got = loaded.logits(&x).unwrap().to_dtype(DType::F32).unwrap();
+        let tol = if dtype.is_some() { 1e-6 } else { 1e-2 };
+        common::assert_close("logits", &got, &want, tol);
+    }
+    let plan = ModelDir::open(md.path())
+        .unwrap()
+        .load_inference(&Device::Cpu, Some(DType::F32))
+        .unwrap();
+    common::assert_close("CPU plan logits", &plan.logits(&x).unwrap(), &want, 1e-4);
+}
+
 #[test]
 fn weight_problems_are_typed_errors() {
     let card = edge_card();

@@ -3,8 +3,8 @@
 //! batch-norm statistics are saved, augmentations keep what they must and
 //! masks zero exactly what they chose, the loss matches a hand computation,
 //! a short run on real NW-UCLA clips trains, evaluates and exports a
-//! model directory, and a bone-stream model fuses with the shipped joint
-//! model.
+//! model directory, a bone-stream model fuses with the shipped joint
+//! model, and the shipped ensemble distils into a single model.
 #![cfg(feature = "train")]
 
 mod common;
@@ -902,5 +902,79 @@ fn ema_run_exports_the_average_and_resumes_it() -> anyhow::Result<()> {
     trainer::train_on(&cfg, &split, &Device::Cpu)?;
     let ema = skelact::train::ema::Ema::load(&run_dir.join("ema.safetensors"), 0.9, &Device::Cpu)?;
     assert_eq!(ema.updates(), 2 * steps);
+    Ok(())
+}
+
+/// `--distill` with the shipped three-stream ensemble as the teacher: the
+/// soft term changes the run (and is written in the card), weight 0 leaves
+/// it bit for bit as the plain run, and a student whose window differs
+/// from the teachers' is refused before training.
+#[test]
+fn distillation_from_the_shipped_ensemble_trains_a_single_model() -> anyhow::Result<()> {
+    use skelact::train::distill::DistillConfig;
+    let Some(root) = nwucla_root() else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let split = data::load(Benchmark::NwuclaCrossView, &root, Some(24))?;
+    let teachers = DistillConfig {
+        teachers: ["", "-bone", "-jm"]
+            .iter()
+            .map(|s| format!("models/ctrgcn-edge-nwucla{s}-sgdr").into())
+            .collect(),
+        fusion_weights: None,
+        temperature: 4.0,
+        weight: 1.0,
+    };
+    let run = |distill: Option<DistillConfig>, dir: &str| -> anyhow::Result<_> {
+        let mut cfg = tiny_real_config(root.clone(), work.path().join(dir), 1);
+        cfg.frames = 52; // the teachers' window
+        cfg.distill = distill;
+        cfg.out = Some(work.path().join(dir).join("model"));
+        Ok(trainer::train_on(&cfg, &split, &Device::Cpu)?)
+    };
+    let plain = run(None, "plain")?;
+    let zero = run(
+        Some(DistillConfig {
+            weight: 0.0,
+            ..teachers.clone()
+        }),
+        "zero",
+    )?;
+    let kd = run(Some(teachers.clone()), "kd")?;
+    let sorted = |w: &std::collections::HashMap<String, Tensor>| -> anyhow::Result<Vec<f32>> {
+        let mut names: Vec<_> = w.keys().collect();
+        names.sort();
+        let mut flat = Vec::new();
+        for n in names {
+            flat.extend(w[n].flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(flat)
+    };
+    assert_eq!(sorted(&plain.weights)?, sorted(&zero.weights)?);
+    assert_ne!(sorted(&plain.weights)?, sorted(&kd.weights)?);
+    // The soft term adds to the logged loss.
+    assert!(kd.history[0].train_loss > plain.history[0].train_loss);
+    assert!(kd.card.provenance.notes.contains("Distilled"));
+    assert!(kd
+        .card
+        .provenance
+        .notes
+        .contains("ctrgcn-edge-nwucla-bone-sgdr"));
+    // The export is the student alone: a normal joint-stream directory.
+    let dir = ModelDir::open(work.path().join("kd/model"))?;
+    assert_eq!(
+        dir.card().input.streams,
+        vec![skelact::window::Stream::Joint]
+    );
+    dir.load(&Device::Cpu, Some(DType::F32))?;
+
+    let mut short = tiny_real_config(root.clone(), work.path().join("short"), 1);
+    short.distill = Some(teachers);
+    let Err(err) = trainer::train_on(&short, &split, &Device::Cpu) else {
+        panic!("a 16-frame student cannot learn from 52-frame teachers");
+    };
+    assert!(err.to_string().contains("temporal"), "{err}");
+    assert!(!work.path().join("short/metrics.csv").exists());
     Ok(())
 }

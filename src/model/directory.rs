@@ -59,6 +59,29 @@ pub fn is_buffer(name: &str) -> bool {
         || name.ends_with("num_batches_tracked")
 }
 
+/// Whether a tensor name is a batch-norm running statistic. Model
+/// directories store these in f32 whatever their precision: a batch norm
+/// makes the layer before it scale-free, so nothing bounds the variance it
+/// sees, and past f16's largest value (65504) a stored variance becomes
+/// infinite and silences its channel.
+pub fn is_statistic(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}
+
+/// The dtype a float tensor called `name` is stored in, in a model
+/// directory of `precision` (int8 targets aside, see
+/// [`quantize::quantize_weights`]).
+pub fn stored_dtype(name: &str, precision: Precision) -> DType {
+    if is_statistic(name) {
+        DType::F32
+    } else {
+        match precision {
+            Precision::Int8 => DType::F16,
+            p => p.dtype(),
+        }
+    }
+}
+
 /// Reads a safetensors file into named tensors on `device`, with typed
 /// errors for a missing or corrupt file. Int8 weights (`I8` tensors with
 /// their `<name>.__scale`, see [`super::quantize`]) come back dequantized
@@ -231,8 +254,9 @@ impl ModelDir {
 
     /// Writes a new model directory at `path` (created if needed). The card
     /// is validated and the weights checked against it first. Float weights
-    /// are stored in the card's precision; for [`Precision::Int8`], conv and
-    /// linear weights are quantized (see [`super::quantize`]).
+    /// are stored in the card's precision, batch-norm statistics in f32
+    /// ([`stored_dtype`]); for [`Precision::Int8`], conv and linear weights
+    /// are quantized (see [`super::quantize`]).
     pub fn create(
         path: impl AsRef<Path>,
         card: &ModelCard,
@@ -249,26 +273,8 @@ impl ModelDir {
         std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         let card_path = path.join(CARD_FILE);
         std::fs::write(&card_path, card.to_toml()?).map_err(|e| Error::io(&card_path, e))?;
-        if card.precision == Precision::Int8 {
-            let stored = quantize::quantize_weights(weights, Precision::Int8)?;
-            quantize::write_weights(&weights_path, &stored)?;
-            return Ok(Self {
-                path,
-                card: card.clone(),
-            });
-        }
-        let cast: HashMap<String, Tensor> = weights
-            .iter()
-            .map(|(k, t)| {
-                let t = if t.dtype().is_float() {
-                    t.to_dtype(card.precision.dtype())?
-                } else {
-                    t.clone()
-                };
-                Ok((k.clone(), t))
-            })
-            .collect::<Result<_>>()?;
-        write_safetensors(&weights_path, &cast)?;
+        let stored = quantize::quantize_weights(weights, card.precision)?;
+        quantize::write_weights(&weights_path, &stored)?;
         Ok(Self {
             path,
             card: card.clone(),

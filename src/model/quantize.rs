@@ -42,7 +42,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use super::card::{ModelCard, Precision, CARD_FILE, WEIGHTS_FILE};
-use super::directory::{check_weights, expected_tensors, read_safetensors, ModelDir};
+use super::directory::{check_weights, expected_tensors, read_safetensors, stored_dtype, ModelDir};
 use crate::{Error, Result};
 
 /// Suffix of the per-channel scale tensor of an int8 weight:
@@ -168,7 +168,8 @@ impl Stored {
 
 /// Converts named weights to `to`: floats cast to f32 / f16 / bf16, or for
 /// [`Precision::Int8`] conv and linear weights quantized (see
-/// [`is_int8_target`]) and every other float tensor cast to f16. Non-float
+/// [`is_int8_target`]) and every other float tensor cast to f16; batch-norm
+/// statistics stay f32 in every precision ([`stored_dtype`]). Non-float
 /// tensors are kept.
 pub fn quantize_weights(
     weights: &HashMap<String, Tensor>,
@@ -188,7 +189,7 @@ pub fn quantize_weights(
                 other => other,
             })?)
         } else {
-            Stored::Plain(t.to_dtype(to.dtype())?)
+            Stored::Plain(t.to_dtype(stored_dtype(name, to))?)
         };
         out.insert(name.clone(), stored);
     }

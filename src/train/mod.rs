@@ -18,6 +18,8 @@
 //! - [`ema`]: an exponential moving average of the weights, evaluated and
 //!   exported instead of the last weights (`--ema`).
 //! - [`metrics`]: top-1 / top-5, per-class accuracy, confusion matrix.
+//! - [`distill`]: knowledge distillation from a fused ensemble of trained
+//!   models into the one being trained (`--distill`).
 //! - [`fusion`]: weighted score fusion of models that read different
 //!   streams (CTR-GCN's four-stream ensemble).
 //! - [`plot`]: PNG loss/accuracy curves and confusion heatmaps.
@@ -36,6 +38,7 @@
 pub mod augment;
 pub mod backend;
 pub mod data;
+pub mod distill;
 pub mod ema;
 pub mod fusion;
 pub mod gap;

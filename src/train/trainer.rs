@@ -44,7 +44,7 @@ use crate::model::card::{
     Architecture, InputSpec, ModelCard, Normalization, Precision, Provenance, Sampling,
     SkeletonSpec, TemporalContract,
 };
-use crate::model::directory::{build_encoder, is_buffer};
+use crate::model::directory::{build_encoder, is_buffer, stored_dtype};
 use crate::model::{ctrgcn, skeletonmae, stgcn, Encoder, ModelDir};
 use crate::skeleton::Layout;
 use crate::source::Clip;
@@ -183,6 +183,10 @@ pub struct TrainConfig {
     /// the model's matching tensors from before the first epoch.
     #[serde(default)]
     pub init: Option<PathBuf>,
+    /// Distil a fused ensemble of trained models into this one
+    /// ([`super::distill`]), on top of the method's objective.
+    #[serde(default)]
+    pub distill: Option<super::distill::DistillConfig>,
     /// Model name in the card.
     pub name: String,
     /// The command line, for the card.
@@ -247,6 +251,7 @@ impl TrainConfig {
             text_model: None,
             mmcl: Default::default(),
             init: None,
+            distill: None,
             name: "ctrgcn-edge-nwucla".into(),
             command: String::new(),
         }
@@ -759,6 +764,11 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
         )?),
         _ => None,
     };
+    let teacher = cfg
+        .distill
+        .as_ref()
+        .map(|d| super::distill::Teacher::load(d, &card, device))
+        .transpose()?;
     let mut trained = params(&varmap)?;
     if let Some(g) = &gap {
         trained.extend(params(&g.varmap)?);
@@ -896,6 +906,14 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
                     (logits, (ce + (part * super::gap::loss::LOSS_WEIGHT)?)?)
                 }
             };
+            let loss = match &teacher {
+                Some(t) => {
+                    let soft = t.loss(&logits, &t.logits(&refs, device)?)?;
+                    log::debug!("step {step}: distillation {:.4}", soft.to_scalar::<f32>()?);
+                    (loss + soft)?
+                }
+                None => loss,
+            };
             let t1 = Instant::now();
             let grads = loss.backward()?;
             let t2 = Instant::now();
@@ -1016,7 +1034,10 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
     weights.extend(frozen);
     let rounded: HashMap<String, Tensor> = weights
         .iter()
-        .map(|(k, t)| Ok((k.clone(), t.to_dtype(DType::F16)?.to_dtype(DType::F32)?)))
+        .map(|(k, t)| {
+            let stored = t.to_dtype(stored_dtype(k, Precision::F16))?;
+            Ok((k.clone(), stored.to_dtype(DType::F32)?))
+        })
         .collect::<Result<_>>()?;
     let shipped = build_encoder(
         &card.architecture,
@@ -1055,6 +1076,10 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
             cfg.ema.unwrap_or_default(),
             e.updates()
         ),
+        None => objective,
+    };
+    let objective = match &teacher {
+        Some(t) => format!("{objective} {}", t.describe()),
         None => objective,
     };
     let objective = match &cfg.init {

@@ -146,6 +146,23 @@ pub struct TrainArgs {
     /// (e.g. `skelact pretrain mae`'s output, with `--arch skeletonmae`).
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Distil this trained model directory into the one being trained
+    /// (repeat for an ensemble, e.g. the joint, bone and joint-motion
+    /// models; they must share the student's classes, layout, temporal
+    /// contract and normalization). The export is the student alone.
+    #[arg(long = "distill", value_name = "MODEL_DIR")]
+    pub distill: Vec<PathBuf>,
+    /// Fusion weights of the --distill teachers, comma-separated (default:
+    /// CTR-GCN's 0.6 / 0.4 by stream); normalized to sum 1.
+    #[arg(long)]
+    pub distill_weights: Option<String>,
+    /// Softmax temperature of the teachers' soft targets.
+    #[arg(long, default_value_t = skelact::train::distill::DEFAULT_TEMPERATURE)]
+    pub distill_temperature: f64,
+    /// Weight of the distillation term (times T^2) beside the
+    /// cross-entropy.
+    #[arg(long, default_value_t = skelact::train::distill::DEFAULT_WEIGHT)]
+    pub distill_weight: f64,
     /// Model name in the card (default: the out directory's name).
     #[arg(long)]
     pub name: Option<String>,
@@ -184,6 +201,14 @@ fn parse_pair<A: std::str::FromStr, B: std::str::FromStr>(
     }
 }
 
+/// Fusion weights, one number per model: `0.6,0.6,0.4`.
+fn parse_weights(s: &str, flag: &str) -> Result<Vec<f64>> {
+    s.split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("{flag} `{s}`: expected numbers, e.g. 0.6,0.6,0.4,0.4"))
+}
+
 fn parse_betas(s: &str) -> Result<(f64, f64)> {
     let parsed = s
         .split_once(',')
@@ -205,6 +230,21 @@ pub fn train(a: TrainArgs) -> Result<()> {
     cfg.mmcl.teacher = a.teacher;
     cfg.mmcl.depth_frames = a.depth_frames;
     cfg.init = a.init;
+    if !a.distill.is_empty() {
+        let fusion_weights = a
+            .distill_weights
+            .as_deref()
+            .map(|w| parse_weights(w, "--distill-weights"))
+            .transpose()?;
+        cfg.distill = Some(skelact::train::distill::DistillConfig {
+            teachers: a.distill,
+            fusion_weights,
+            temperature: a.distill_temperature,
+            weight: a.distill_weight,
+        });
+    } else if a.distill_weights.is_some() {
+        bail!("--distill-weights needs --distill");
+    }
     cfg.blocks = a.blocks.as_deref().map(parse_blocks).transpose()?;
     cfg.repeat = a.repeat;
     cfg.batch_size = a.batch_size;
@@ -353,11 +393,7 @@ pub fn eval_fused(
     fusion::check_compatible(&cards)?;
     let bench = benchmark_of(cards[0], dataset.as_deref())?;
     let weights: Vec<f64> = match weights {
-        Some(w) => w
-            .split(',')
-            .map(|x| x.trim().parse::<f64>())
-            .collect::<std::result::Result<_, _>>()
-            .with_context(|| format!("--weights `{w}`: expected numbers, e.g. 0.6,0.6,0.4,0.4"))?,
+        Some(w) => parse_weights(w, "--weights")?,
         None => cards
             .iter()
             .map(|c| fusion::default_weight(&c.input.streams))

@@ -39,8 +39,11 @@ impl BatchNorm {
     /// are created fresh (CTR-GCN initialises some to 1e-6). Loaded weights
     /// ignore the initialiser.
     pub fn with_gamma(c: usize, gamma: f64, vb: VarBuilder) -> Result<Self> {
-        let running_mean = vb.get_with_hints(c, "running_mean", Init::Const(0.0))?;
-        let running_var = vb.get_with_hints(c, "running_var", Init::Const(1.0))?;
+        // The statistics are held in f32 whatever the compute dtype (model
+        // directories store them so, see `directory::stored_dtype`).
+        let stats = vb.to_dtype(DType::F32);
+        let running_mean = stats.get_with_hints(c, "running_mean", Init::Const(0.0))?;
+        let running_var = stats.get_with_hints(c, "running_var", Init::Const(1.0))?;
         let weight = vb.get_with_hints(c, "weight", Init::Const(gamma))?;
         let bias = vb.get_with_hints(c, "bias", Init::Const(0.0))?;
         // A tensor that is already a variable (a `VarMap`'s) is shared, so
