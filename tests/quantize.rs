@@ -10,7 +10,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use skelact::model::card::{ModelCard, Precision, WEIGHTS_FILE};
-use skelact::model::directory::read_safetensors;
+use skelact::model::directory::{is_statistic, read_safetensors};
 use skelact::model::quantize::{self, error_bound, Int8Tensor, SCALE_SUFFIX};
 use skelact::model::{builtin, ModelDir};
 use skelact::Error;
@@ -203,7 +203,7 @@ fn quantized_directories_load_and_match_the_f32_model() {
             .collect();
         assert_eq!(names, src_names, "{to:?}");
         for (name, dtype, shape, _) in &raw {
-            let expect = if name.ends_with(SCALE_SUFFIX) {
+            let expect = if name.ends_with(SCALE_SUFFIX) || is_statistic(name) {
                 safetensors::Dtype::F32
             } else if to == Precision::Int8 {
                 if name.ends_with(".weight") && shape.len() >= 2 {
