@@ -7,7 +7,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use skelact::model::card::{ModelCard, CARD_FILE, WEIGHTS_FILE};
-use skelact::model::directory::{build_encoder, read_safetensors, write_safetensors};
+use skelact::model::directory::{build_encoder, is_statistic, read_safetensors, write_safetensors};
 use skelact::model::{builtin, ModelDir};
 use skelact::Error;
 
@@ -147,7 +147,7 @@ fn batch_norm_statistics_beyond_f16_range_survive_an_f16_directory() {
         let w = weights
             .iter()
             .map(|(k, t)| {
-                let exact = keep_stats && k.contains("running_");
+                let exact = keep_stats && is_statistic(k);
                 let t = if exact {
                     t.clone()
                 } else {

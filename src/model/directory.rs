@@ -54,8 +54,7 @@ pub fn expected_tensors(arch: &Architecture) -> Result<BTreeMap<String, Vec<usiz
 pub fn is_buffer(name: &str) -> bool {
     name == "A"
         || name.ends_with(".A")
-        || name.ends_with("running_mean")
-        || name.ends_with("running_var")
+        || is_statistic(name)
         || name.ends_with("num_batches_tracked")
 }
 
