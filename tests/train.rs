@@ -834,6 +834,17 @@ fn a_bone_stream_model_trains_and_fuses_with_the_shipped_joint_model() -> anyhow
     Ok(())
 }
 
+/// Every weight of a run, tensors in name order, flattened.
+fn flat_weights(w: &std::collections::HashMap<String, Tensor>) -> anyhow::Result<Vec<f32>> {
+    let mut names: Vec<_> = w.keys().collect();
+    names.sort();
+    let mut flat = Vec::new();
+    for n in names {
+        flat.extend(w[n].flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(flat)
+}
+
 #[test]
 fn a_seed_reproduces_a_run_bit_for_bit() -> anyhow::Result<()> {
     let Some(root) = nwucla_root() else {
@@ -845,17 +856,8 @@ fn a_seed_reproduces_a_run_bit_for_bit() -> anyhow::Result<()> {
         let mut cfg = tiny_real_config(root.clone(), work.path().join(dir), 1);
         cfg.seed = seed;
         let out = trainer::train_on(&cfg, &split, &Device::Cpu)?;
-        let mut w: Vec<_> = out.weights.into_iter().collect();
-        w.sort_by(|a, b| a.0.cmp(&b.0));
         let mut flat = vec![out.history[0].train_loss];
-        for (_, t) in w {
-            flat.extend(
-                t.flatten_all()?
-                    .to_vec1::<f32>()?
-                    .into_iter()
-                    .map(f64::from),
-            );
-        }
+        flat.extend(flat_weights(&out.weights)?.into_iter().map(f64::from));
         Ok(flat)
     };
     // Initial weights come from the seed (candle's CPU generator cannot be
@@ -942,17 +944,8 @@ fn distillation_from_the_shipped_ensemble_trains_a_single_model() -> anyhow::Res
         "zero",
     )?;
     let kd = run(Some(teachers.clone()), "kd")?;
-    let sorted = |w: &std::collections::HashMap<String, Tensor>| -> anyhow::Result<Vec<f32>> {
-        let mut names: Vec<_> = w.keys().collect();
-        names.sort();
-        let mut flat = Vec::new();
-        for n in names {
-            flat.extend(w[n].flatten_all()?.to_vec1::<f32>()?);
-        }
-        Ok(flat)
-    };
-    assert_eq!(sorted(&plain.weights)?, sorted(&zero.weights)?);
-    assert_ne!(sorted(&plain.weights)?, sorted(&kd.weights)?);
+    assert_eq!(flat_weights(&plain.weights)?, flat_weights(&zero.weights)?);
+    assert_ne!(flat_weights(&plain.weights)?, flat_weights(&kd.weights)?);
     // The soft term adds to the logged loss.
     assert!(kd.history[0].train_loss > plain.history[0].train_loss);
     assert!(kd.card.provenance.notes.contains("Distilled"));

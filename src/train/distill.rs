@@ -72,6 +72,8 @@ impl DistillConfig {
 /// The loaded teacher ensemble.
 pub struct Teacher {
     ensemble: Ensemble,
+    /// Sum of the fusion weights: the fused logits are divided by it.
+    total: f64,
     cfg: DistillConfig,
 }
 
@@ -92,34 +94,28 @@ impl Teacher {
             .iter()
             .map(|d| d.load_inference(device, Some(DType::F32)))
             .collect::<Result<Vec<_>>>()?;
-        let weights = match &cfg.fusion_weights {
-            Some(w) => {
-                ensemble::check_weights(w, members.len())?;
-                w.clone()
-            }
-            None => members
-                .iter()
-                .map(|m| ensemble::default_weight(&m.card.input.streams))
-                .collect(),
-        };
-        let total: f64 = weights.iter().sum();
+        let ensemble = Ensemble::new(members, cfg.fusion_weights.clone())?;
+        let total: f64 = ensemble.weights().iter().sum();
         if total <= 0.0 {
             return Err(Error::config(
                 "distill",
                 "the fusion weights must sum to more than zero",
             ));
         }
-        let normalized = weights.iter().map(|w| w / total).collect();
         Ok(Self {
-            ensemble: Ensemble::new(members, Some(normalized))?,
+            ensemble,
+            total,
             cfg: cfg.clone(),
         })
     }
 
-    /// The fused teacher logits `(N, K)` for the student's batch.
+    /// The fused teacher logits `(N, K)` for the student's batch: the
+    /// weighted mean of the teachers' logits.
     pub fn logits(&self, batch: &[&Prepared], device: &Device) -> Result<Tensor> {
-        self.ensemble
-            .logits(|card| window::to_input(batch, card, device))
+        let sum = self
+            .ensemble
+            .logits(|card| window::to_input(batch, card, device))?;
+        Ok(sum.affine(1.0 / self.total, 0.0)?)
     }
 
     /// The soft term, `lambda * T^2 * KL`, for the student's logits.
@@ -137,7 +133,10 @@ impl Teacher {
             .iter()
             .zip(self.ensemble.weights())
             .zip(&self.cfg.teachers)
-            .map(|((m, w), p)| format!("{} ({}, weight {w:.3})", m.card.name, p.display()))
+            .map(|((m, w), p)| {
+                let w = w / self.total;
+                format!("{} ({}, weight {w:.3})", m.card.name, p.display())
+            })
             .collect();
         format!(
             "Distilled (Hinton et al. 2015): + {} x T^2 x KL(teacher || student) at T = {}, the \
