@@ -222,6 +222,18 @@ enum RealsenseCommand {
         /// A recording (`.bag`, `.db3`).
         file: PathBuf,
     },
+    /// Plays a recording and writes its aligned colour + depth frames to a
+    /// new one in the SDK's current format (ROS 2 `.db3`), through the
+    /// SDK's recorder: a ROS 1 `.bag` converted, or a recording cut.
+    Convert {
+        /// The recording to read (`.bag`, `.db3`).
+        input: PathBuf,
+        /// The recording to write (`.db3`).
+        output: PathBuf,
+        /// Write only the first N aligned frames.
+        #[arg(long)]
+        frames: Option<u64>,
+    },
 }
 
 /// mimalloc's `purge_delay` option: its index is 15 in both the v2 and
@@ -287,6 +299,11 @@ fn main() -> Result<()> {
         Command::Realsense { what } => match what {
             RealsenseCommand::List => realsense::list().context("realsense list"),
             RealsenseCommand::Info { file } => realsense::info(&file).context("realsense info"),
+            RealsenseCommand::Convert {
+                input,
+                output,
+                frames,
+            } => realsense::convert(&input, &output, frames).context("realsense convert"),
         },
         Command::Bench {
             what: BenchCommand::Pose(a),

@@ -1,4 +1,4 @@
-//! `skelact realsense list|info` and `skelact bench realsense` (feature
+//! `skelact realsense list|info|convert` and `skelact bench realsense` (feature
 //! `realsense`), and the landmark detector `--source realsense` needs.
 
 use std::path::Path;
@@ -111,6 +111,19 @@ pub fn info(file: &Path) -> Result<()> {
             println!("    {}", intrinsics_line(i));
         }
     }
+    Ok(())
+}
+
+/// `skelact realsense convert IN OUT [--frames N]`.
+pub fn convert(input: &Path, output: &Path, frames: Option<u64>) -> Result<()> {
+    let c = skelact::source::realsense::convert(input, output, frames)
+        .with_context(|| format!("{} -> {}", input.display(), output.display()))?;
+    println!(
+        "{}: {} aligned frames written ({} colour frames without depth left out)",
+        output.display(),
+        c.frames,
+        c.incomplete
+    );
     Ok(())
 }
 

@@ -117,6 +117,9 @@ pub struct Capture {
     incomplete: u64,
     frames: u64,
     ended: bool,
+    /// Whether the depth stream is already aligned to colour (known from
+    /// the first frameset; see [`Capture::needs_align`]).
+    depth_is_aligned: Option<bool>,
     describe: String,
 }
 
@@ -181,6 +184,7 @@ impl Capture {
             incomplete: 0,
             frames: 0,
             ended: false,
+            depth_is_aligned: None,
             describe,
         })
     }
@@ -217,6 +221,17 @@ impl Capture {
         self.frames
     }
 
+    /// The device's (or the recorded device's) name and serial number;
+    /// empty where it reports none.
+    pub fn device_name_and_serial(&self) -> (String, String) {
+        let d = self.feed.device();
+        let info = |i| d.info(i).unwrap_or_default();
+        (
+            info(sys::rs2_camera_info_RS2_CAMERA_INFO_NAME),
+            info(sys::rs2_camera_info_RS2_CAMERA_INFO_SERIAL_NUMBER),
+        )
+    }
+
     /// A short description for logs.
     pub fn describe(&self) -> &str {
         &self.describe
@@ -243,12 +258,73 @@ impl Capture {
                     return Ok(Next::End);
                 }
             };
-            let aligned = self.align(frameset)?;
+            let aligned = if self.needs_align(&frameset)? {
+                self.align(frameset)?
+            } else {
+                frameset
+            };
             if self.copy_out(&aligned, out)? {
                 self.frames += 1;
                 return Ok(Next::Frame);
             }
             self.incomplete += 1;
+        }
+    }
+
+    /// Whether depth must be aligned to colour: not when the recording's
+    /// depth stream already is (a recording written by
+    /// [`super::RecordingWriter`]: the colour stream's intrinsics and
+    /// identity extrinsics), since aligning again is not the identity (the
+    /// SDK's align fills each pixel's footprint, rounded outwards, with the
+    /// nearest depth, which thickens every edge by a pixel). Decided on the
+    /// first frameset with both streams.
+    fn needs_align(&mut self, fs: &FrameRef) -> Result<bool> {
+        if let Some(aligned) = self.depth_is_aligned {
+            return Ok(!aligned);
+        }
+        let (mut color, mut depth) = (None, None);
+        // SAFETY: live composite frame; each extracted frame is an owned
+        // reference held while its profile pointer is read.
+        unsafe {
+            let n = call("rs2_embedded_frames_count", |e| {
+                sys::rs2_embedded_frames_count(fs.ptr(), e)
+            })?;
+            for i in 0..n {
+                let f = call("rs2_extract_frame", |e| {
+                    sys::rs2_extract_frame(fs.ptr(), i, e)
+                })?;
+                let f = FrameRef(non_null("rs2_extract_frame", f)?);
+                let (p, ProfileData { stream, .. }) = frame_profile(f.ptr())?;
+                if stream == sys::rs2_stream_RS2_STREAM_COLOR {
+                    color = Some((f, p));
+                } else if stream == sys::rs2_stream_RS2_STREAM_DEPTH {
+                    depth = Some((f, p));
+                }
+            }
+            let (Some((_cf, cp)), Some((_df, dp))) = (color, depth) else {
+                return Ok(true); // incomplete: align, then counted
+            };
+            let intrinsics = |p| {
+                let mut raw = std::mem::zeroed::<sys::rs2_intrinsics>();
+                call("rs2_get_video_stream_intrinsics", |e| {
+                    sys::rs2_get_video_stream_intrinsics(p, &mut raw, e)
+                })
+                .and_then(|()| intrinsics_from_rs2(&raw))
+            };
+            let mut ext = std::mem::zeroed::<sys::rs2_extrinsics>();
+            let same = match (intrinsics(dp), intrinsics(cp)) {
+                (Ok(d), Ok(c)) if d == c => {
+                    call("rs2_get_extrinsics", |e| {
+                        sys::rs2_get_extrinsics(dp, cp, &mut ext, e)
+                    })
+                    .is_ok()
+                        && ext.rotation == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+                        && ext.translation == [0.0; 3]
+                }
+                _ => false,
+            };
+            self.depth_is_aligned = Some(same);
+            Ok(!same)
         }
     }
 

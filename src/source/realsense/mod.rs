@@ -14,6 +14,9 @@
 //! - [`RealSenseSource`]: the runtime's [`crate::source::JointSource`]:
 //!   capture, 2D landmarks from a [`crate::lift::LandmarkDetector`],
 //!   lifting to 3D with [`crate::lift::Lifter`].
+//! - [`RecordingWriter`]: aligned frames written to a `.db3` recording by
+//!   the SDK's recorder, through a software device (`writer.rs`;
+//!   `skelact realsense convert`).
 //! - [`summarize_file`]: streams, intrinsics, duration and frame counts of a
 //!   recording (`skelact realsense info`).
 //!
@@ -24,6 +27,7 @@
 //! `realsense-sys` (`ffi.rs` says why).
 
 pub mod capture;
+pub mod convert;
 pub mod device;
 pub(crate) mod ffi;
 pub mod file;
@@ -33,10 +37,13 @@ pub mod rgbd;
 pub(crate) mod session;
 pub mod source;
 pub mod stream;
+pub mod writer;
 
 pub use capture::{Capture, CaptureConfig, Input, Next};
+pub use convert::{convert, Converted};
 pub use device::{list_devices, DeviceInfo};
 pub use file::{summarize_file, FileSummary, StreamCount};
 pub use rgbd::RgbdFrame;
 pub use source::RealSenseSource;
 pub use stream::{intrinsics_from_rs2, intrinsics_to_rs2, StreamInfo};
+pub use writer::{RecordingSpec, RecordingWriter};

@@ -13,7 +13,8 @@
 //!    send blocks while the reader is behind, which is what holds the
 //!    file's reader back (non-real-time), so no frame is lost;
 //! 3. once every sensor runs, the playback resumes: the file is read from
-//!    its start with all streams listening.
+//!    its start with all streams listening (frames the reader handed out
+//!    before the pause took hold are kept in order, see `Playback::start`).
 //!
 //! The reading thread takes frames from the channel in file order and
 //! either hands them out as they are ([`Playback::next_raw`], for counting
@@ -23,6 +24,7 @@
 //! own so that the SDK's align block can take it. A file that loops
 //! restarts its sensors, and its pairing, at each end.
 
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -101,10 +103,20 @@ struct SensorPtr(*mut sys::rs2_sensor);
 // the borrowing thread before it uses or frees the sensor again.
 unsafe impl Send for SensorPtr {}
 
+/// The playback device lent to the thread that resumes it.
+struct DevicePtr(*mut sys::rs2_device);
+
+// SAFETY: as for `SensorPtr`: the owner joins the thread before it uses or
+// frees the device again.
+unsafe impl Send for DevicePtr {}
+
 /// A running playback (see the module docs).
 pub(crate) struct Playback {
     /// `None` once dropping: blocked senders then give up.
     frames: Option<Receiver<FrameRef>>,
+    /// Frames taken off the channel while the playback resumed (see
+    /// `start`), handed out before the channel's.
+    early: VecDeque<FrameRef>,
     /// Owned by this value; handed to the SDK as the callbacks' `user`
     /// pointer, freed in `Drop` after every sensor stopped.
     sender: NonNull<Sender<FrameRef>>,
@@ -169,6 +181,7 @@ impl Playback {
         let (tx, rx) = bounded(CHANNEL_FRAMES);
         let mut playback = Self {
             frames: Some(rx),
+            early: VecDeque::new(),
             sender: NonNull::from(Box::leak(Box::new(tx))),
             sensors: Vec::new(),
             pairing: None,
@@ -274,6 +287,13 @@ impl Playback {
 
     /// Starts every open sensor while the playback is paused, then resumes
     /// it: the file is read from its start with every stream listening.
+    ///
+    /// The file's reader may have handed frames to the sensors' dispatch
+    /// queues before the pause took hold (librealsense 2.59's `.db3` reader
+    /// does), and `resume` waits for those queues to drain (`flush`, up to
+    /// 10 s). Their callbacks block on the bounded channel while this thread
+    /// is inside `resume`, so it runs on a helper thread while this one
+    /// takes the early frames off the channel into `early`.
     fn start(&mut self) -> Result<()> {
         let user = self.sender.as_ptr() as *mut c_void;
         // SAFETY: live device and sensors; `user` outlives the callbacks
@@ -287,10 +307,26 @@ impl Playback {
                     sys::rs2_start(s.sensor.ptr(), Some(on_frame), user, e)
                 })?;
             }
-            call("rs2_playback_device_resume", |e| {
-                sys::rs2_playback_device_resume(self.device.ptr(), e)
-            })?;
         }
+        let device = DevicePtr(self.device.ptr());
+        let resume = std::thread::spawn(move || {
+            let device = device;
+            // SAFETY: the device outlives this thread, joined below.
+            call("rs2_playback_device_resume", |e| unsafe {
+                sys::rs2_playback_device_resume(device.0, e)
+            })
+        });
+        while !resume.is_finished() {
+            if let Some(rx) = &self.frames {
+                if let Ok(f) = rx.recv_timeout(Duration::from_millis(1)) {
+                    self.early.push_back(f);
+                }
+            }
+        }
+        resume.join().map_err(|_| Error::RealSense {
+            function: "rs2_playback_device_resume".to_string(),
+            message: "the resuming thread panicked".to_string(),
+        })??;
         self.stopped_at = None;
         self.pass_frames = 0;
         Ok(())
@@ -378,7 +414,11 @@ impl Playback {
         let Some(rx) = &self.frames else {
             return Ok(None);
         };
-        match rx.recv_timeout(timeout) {
+        let next = match self.early.pop_front() {
+            Some(f) => Ok(f),
+            None => rx.recv_timeout(timeout),
+        };
+        match next {
             Ok(f) => {
                 self.pass_frames += 1;
                 if self.stopped_at.is_some() {
@@ -406,6 +446,7 @@ impl Playback {
         }
         if let Some(since) = self.stopped_at {
             let drained = self.closer.as_ref().is_some_and(|c| c.is_finished())
+                && self.early.is_empty()
                 && self.frames.as_ref().is_none_or(|rx| rx.is_empty());
             return Ok(drained || since.elapsed() >= END_GRACE);
         }
