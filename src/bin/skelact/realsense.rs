@@ -191,8 +191,15 @@ pub fn bench(file: &Path, frames: u64, layout: &str, pose_model: Option<&Path>) 
         n += 1;
     }
     let wall = t0.elapsed().as_secs_f64();
+    let size = src
+        .capture()
+        .streams()
+        .iter()
+        .find(|s| s.kind == "Color")
+        .and_then(|s| s.intrinsics)
+        .map_or("?".to_string(), |i| format!("{}x{}", i.width, i.height));
     println!(
-        "{}: open + first frame {open_s:.2} s; then {n} aligned 640x480 frames (file looped) in {wall:.2} s = {:.1} frames/s; detector: {detector_name}; people lifted to {}",
+        "{}: open + first frame {open_s:.2} s; then {n} aligned {size} frames (file looped) in {wall:.2} s = {:.1} frames/s; detector: {detector_name}; people lifted to {}",
         file.display(),
         n as f64 / wall,
         layout.name()
