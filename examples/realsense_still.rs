@@ -1,7 +1,7 @@
 //! A photograph of a person written as a RealSense recording: the image as
 //! the colour stream, a flat wall `DEPTH_M` metres away as the depth
 //! stream, 30 frames a second for `SECONDS`, through the SDK's own recorder
-//! (`skelact::source::realsense::RecordingWriter`). It lets the camera
+//! (`skelact::source::realsense::RgbdWriter`). It lets the camera
 //! path — BlazePose, lifting to 3D, the runtime — run on a person without a
 //! camera:
 //!
@@ -18,7 +18,7 @@
 fn main() -> anyhow::Result<()> {
     use anyhow::Context;
     use skelact::lift::{Distortion, Intrinsics};
-    use skelact::source::realsense::{RecordingSpec, RecordingWriter, RgbdFrame};
+    use skelact::source::realsense::{RgbdFrame, RgbdSpec, RgbdWriter};
 
     let args: Vec<String> = std::env::args().collect();
     let (Some(photo), Some(out)) = (args.get(1), args.get(2)) else {
@@ -56,9 +56,9 @@ fn main() -> anyhow::Result<()> {
         timestamp_domain: "Hardware Clock".to_string(),
         ..RgbdFrame::default()
     };
-    let spec = RecordingSpec::of_frame(&frame, 30, "skelact still photograph", "0")?;
+    let spec = RgbdSpec::of_frame(&frame, 30, "skelact still photograph", "0")?;
     let mut writer =
-        RecordingWriter::create(out.as_ref(), spec).with_context(|| format!("create {out}"))?;
+        RgbdWriter::create(out.as_ref(), spec).with_context(|| format!("create {out}"))?;
     let frames = (seconds * 30.0).round().max(1.0) as u64;
     for k in 0..frames {
         frame.color_timestamp_ms = k as f64 * 1000.0 / 30.0;

@@ -16,8 +16,8 @@ use skelact::pose::{BlazePose, POSE_MODEL_ENV};
 use skelact::runtime::{Pace, Runtime};
 use skelact::skeleton::Layout;
 use skelact::source::realsense::{
-    convert, summarize_file, Capture, CaptureConfig, Next, RealSenseSource, RecordingSpec,
-    RecordingWriter, RgbdFrame,
+    convert, rerecord, summarize_file, Capture, CaptureConfig, Next, RealSenseSource, RgbdFrame,
+    RgbdSpec, RgbdWriter,
 };
 use skelact::source::{Frame, JointSource};
 use skelact::Error;
@@ -78,8 +78,8 @@ fn a_written_recording_plays_back_every_pixel_timestamp_and_frame_number() {
     let path = dir.path().join("synthetic.db3");
     let i = intrinsics(64, 48);
     let frames: Vec<RgbdFrame> = (0..5).map(|k| synthetic(k, &i)).collect();
-    let spec = RecordingSpec::of_frame(&frames[0], 30, "skelact test", "0042").unwrap();
-    let mut w = RecordingWriter::create(&path, spec).unwrap();
+    let spec = RgbdSpec::of_frame(&frames[0], 30, "skelact test", "0042").unwrap();
+    let mut w = RgbdWriter::create(&path, spec).unwrap();
     for f in &frames {
         w.write(f).unwrap();
     }
@@ -131,17 +131,17 @@ fn frames_unlike_the_recording_and_bad_paths_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let i = intrinsics(32, 24);
     let f = synthetic(0, &i);
-    let spec = RecordingSpec::of_frame(&f, 30, "skelact test", "1").unwrap();
+    let spec = RgbdSpec::of_frame(&f, 30, "skelact test", "1").unwrap();
     // The SDK writes .db3 only.
     let bag = dir.path().join("out.bag");
     assert!(matches!(
-        RecordingWriter::create(&bag, spec.clone()),
+        RgbdWriter::create(&bag, spec.clone()),
         Err(Error::Config { .. })
     ));
     let mut bad = spec.clone();
     bad.depth_scale_m = f32::NAN;
-    assert!(RecordingWriter::create(&dir.path().join("nan.db3"), bad).is_err());
-    let mut w = RecordingWriter::create(&dir.path().join("ok.db3"), spec).unwrap();
+    assert!(RgbdWriter::create(&dir.path().join("nan.db3"), bad).is_err());
+    let mut w = RgbdWriter::create(&dir.path().join("ok.db3"), spec).unwrap();
     let mut other = synthetic(1, &intrinsics(16, 24));
     assert!(matches!(w.write(&other), Err(Error::Mismatch { .. })));
     other = synthetic(1, &i);
@@ -234,8 +234,8 @@ fn person_recording(path: &std::path::Path, frames: u64) {
         timestamp_domain: "Hardware Clock".to_string(),
         ..RgbdFrame::default()
     };
-    let spec = RecordingSpec::of_frame(&f, 30, "skelact test", "1").unwrap();
-    let mut w = RecordingWriter::create(path, spec).unwrap();
+    let spec = RgbdSpec::of_frame(&f, 30, "skelact test", "1").unwrap();
+    let mut w = RgbdWriter::create(path, spec).unwrap();
     for k in 0..frames {
         f.color_timestamp_ms = k as f64 * 1000.0 / 30.0;
         f.depth_timestamp_ms = f.color_timestamp_ms;
@@ -304,4 +304,17 @@ fn a_recorded_person_goes_through_blazepose_lifting_and_the_shipped_model() {
         "{r}"
     );
     assert!(r.latency.inference.count >= 1, "{r}");
+}
+
+#[test]
+fn recording_a_camera_is_a_typed_error_without_one_or_without_a_frame_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("camera.db3");
+    // No camera here: "no RealSense camera connected"; with one, the
+    // missing frame count (a camera never ends).
+    match rerecord(&CaptureConfig::camera(), &out, None) {
+        Err(Error::RealSense { .. }) | Err(Error::Config { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!out.exists());
 }

@@ -234,6 +234,25 @@ enum RealsenseCommand {
         #[arg(long)]
         frames: Option<u64>,
     },
+    /// Records a camera's aligned colour + depth frames (what `--source
+    /// realsense` reads) to a ROS 2 `.db3` recording, through the SDK's
+    /// recorder; `--source realsense:FILE` replays it.
+    Record {
+        /// The recording to write (`.db3`).
+        output: PathBuf,
+        /// Aligned frames to record.
+        #[arg(long, default_value_t = 300)]
+        frames: u64,
+        /// The camera's serial number (default: the first camera).
+        #[arg(long)]
+        serial: Option<String>,
+        /// Colour and depth size, WIDTHxHEIGHT.
+        #[arg(long, default_value = "640x480")]
+        size: String,
+        /// Frame rate, Hz.
+        #[arg(long, default_value_t = 30)]
+        fps: u32,
+    },
 }
 
 /// mimalloc's `purge_delay` option: its index is 15 in both the v2 and
@@ -304,6 +323,13 @@ fn main() -> Result<()> {
                 output,
                 frames,
             } => realsense::convert(&input, &output, frames).context("realsense convert"),
+            RealsenseCommand::Record {
+                output,
+                frames,
+                serial,
+                size,
+                fps,
+            } => realsense::record(&output, frames, serial, &size, fps).context("realsense record"),
         },
         Command::Bench {
             what: BenchCommand::Pose(a),

@@ -1,4 +1,4 @@
-//! `skelact realsense list|info|convert` and `skelact bench realsense` (feature
+//! `skelact realsense list|info|convert|record` and `skelact bench realsense` (feature
 //! `realsense`), and the landmark detector `--source realsense` needs.
 
 use std::path::Path;
@@ -118,13 +118,42 @@ pub fn info(file: &Path) -> Result<()> {
 pub fn convert(input: &Path, output: &Path, frames: Option<u64>) -> Result<()> {
     let c = skelact::source::realsense::convert(input, output, frames)
         .with_context(|| format!("{} -> {}", input.display(), output.display()))?;
+    print_rerecorded(output, &c);
+    Ok(())
+}
+
+/// `skelact realsense record OUT [--frames N] [--serial S] [--size WxH] [--fps F]`.
+pub fn record(
+    output: &Path,
+    frames: u64,
+    serial: Option<String>,
+    size: &str,
+    fps: u32,
+) -> Result<()> {
+    let (w, h) = size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?)))
+        .ok_or_else(|| skelact::Error::config("--size", format!("{size:?} is not WIDTHxHEIGHT")))?;
+    let cfg = CaptureConfig {
+        input: skelact::source::realsense::Input::Camera { serial },
+        width: w,
+        height: h,
+        fps,
+        ..CaptureConfig::camera()
+    };
+    let c = skelact::source::realsense::rerecord(&cfg, output, Some(frames))
+        .with_context(|| format!("camera -> {}", output.display()))?;
+    print_rerecorded(output, &c);
+    Ok(())
+}
+
+fn print_rerecorded(output: &Path, c: &skelact::source::realsense::Rerecorded) {
     println!(
         "{}: {} aligned frames written ({} colour frames without depth left out)",
         output.display(),
         c.frames,
         c.incomplete
     );
-    Ok(())
 }
 
 /// A stand-in detector for the benchmark: one person, 33 landmarks on a

@@ -273,7 +273,7 @@ impl Capture {
 
     /// Whether depth must be aligned to colour: not when the recording's
     /// depth stream already is (a recording written by
-    /// [`super::RecordingWriter`]: the colour stream's intrinsics and
+    /// [`super::RgbdWriter`]: the colour stream's intrinsics and
     /// identity extrinsics), since aligning again is not the identity (the
     /// SDK's align fills each pixel's footprint, rounded outwards, with the
     /// nearest depth, which thickens every edge by a pixel). Decided on the
@@ -484,6 +484,13 @@ impl Capture {
 /// to `cfg.record_to` when asked.
 fn open_camera(cfg: &CaptureConfig, serial: Option<&str>) -> Result<Session> {
     let (context, config): (_, Config) = Session::config()?;
+    // Without a camera the pipeline would wait 15 s before saying so.
+    if context.device_count()? == 0 {
+        return Err(Error::RealSense {
+            function: "rs2_query_devices".to_string(),
+            message: "no RealSense camera connected".to_string(),
+        });
+    }
     let (w, h, fps) = (cfg.width as i32, cfg.height as i32, cfg.fps as i32);
     // SAFETY: live config; strings are copied by the SDK.
     unsafe {

@@ -107,6 +107,10 @@ handle!(
     Context, sys::rs2_context, sys::rs2_delete_context
 );
 handle!(
+    /// `rs2_device_list`.
+    DeviceList, sys::rs2_device_list, sys::rs2_delete_device_list
+);
+handle!(
     /// `rs2_config`.
     Config, sys::rs2_config, sys::rs2_delete_config
 );
@@ -155,6 +159,20 @@ impl Context {
             sys::rs2_create_context(sys::RS2_API_VERSION as i32, e)
         })?;
         Ok(Self(non_null("rs2_create_context", p)?))
+    }
+}
+
+impl Context {
+    /// How many cameras the context sees.
+    pub(crate) fn device_count(&self) -> Result<i32> {
+        // SAFETY: live context; the list is owned by the handle.
+        let list = call("rs2_query_devices", |e| unsafe {
+            sys::rs2_query_devices(self.ptr(), e)
+        })?;
+        let list = DeviceList(non_null("rs2_query_devices", list)?);
+        call("rs2_get_device_count", |e| unsafe {
+            sys::rs2_get_device_count(list.ptr(), e)
+        })
     }
 }
 

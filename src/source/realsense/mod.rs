@@ -14,9 +14,10 @@
 //! - [`RealSenseSource`]: the runtime's [`crate::source::JointSource`]:
 //!   capture, 2D landmarks from a [`crate::lift::LandmarkDetector`],
 //!   lifting to 3D with [`crate::lift::Lifter`].
-//! - [`RecordingWriter`]: aligned frames written to a `.db3` recording by
-//!   the SDK's recorder, through a software device (`writer.rs`;
-//!   `skelact realsense convert`).
+//! - [`RgbdWriter`]: aligned frames written to a `.db3` recording by
+//!   the SDK's recorder, through a software device (`writer.rs`); from a
+//!   file or a camera with [`rerecord`] (`skelact realsense convert` and
+//!   `record`).
 //! - [`summarize_file`]: streams, intrinsics, duration and frame counts of a
 //!   recording (`skelact realsense info`).
 //!
@@ -40,10 +41,10 @@ pub mod stream;
 pub mod writer;
 
 pub use capture::{Capture, CaptureConfig, Input, Next};
-pub use convert::{convert, Converted};
+pub use convert::{convert, rerecord, Rerecorded};
 pub use device::{list_devices, DeviceInfo};
 pub use file::{summarize_file, FileSummary, StreamCount};
 pub use rgbd::RgbdFrame;
 pub use source::RealSenseSource;
 pub use stream::{intrinsics_from_rs2, intrinsics_to_rs2, StreamInfo};
-pub use writer::{RecordingSpec, RecordingWriter};
+pub use writer::{RgbdSpec, RgbdWriter};

@@ -4,7 +4,7 @@
 //! librealsense records devices, not frames: its recorder wraps a device
 //! and writes what the device's sensors stream. It cannot wrap a playback
 //! (`rs2_create_record_device_ex` on a file aborts inside the SDK), so a
-//! recording cannot be re-recorded directly. [`RecordingWriter`] builds a
+//! recording cannot be re-recorded directly. [`RgbdWriter`] builds a
 //! *software device* (`rs_internal.h`: a device whose frames the caller
 //! injects) with a depth sensor (z16, with the depth units as a read-only
 //! option, so playback reports it as a depth sensor with that scale) and a
@@ -101,10 +101,10 @@ extern "C" {
     );
 }
 
-/// What a recording written by [`RecordingWriter`] holds: the image size
+/// What a recording written by [`RgbdWriter`] holds: the image size
 /// and calibration every frame must share.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RecordingSpec {
+pub struct RgbdSpec {
     /// Colour intrinsics, valid for the aligned depth too (size included).
     pub intrinsics: Intrinsics,
     /// Metres per depth unit.
@@ -117,7 +117,7 @@ pub struct RecordingSpec {
     pub serial: String,
 }
 
-impl RecordingSpec {
+impl RgbdSpec {
     /// The spec of a stream of frames like `frame`, at `fps`.
     pub fn of_frame(frame: &RgbdFrame, fps: u32, device_name: &str, serial: &str) -> Result<Self> {
         let intrinsics = frame
@@ -216,7 +216,7 @@ struct RecordingSensor {
 }
 
 /// Writes [`RgbdFrame`]s to a RealSense recording (see the module docs).
-pub struct RecordingWriter {
+pub struct RgbdWriter {
     // Field order is drop order: the recorder's sensors stop first, then
     // the recorder (which closes the file), then the software device.
     recording: Vec<RecordingSensor>,
@@ -224,7 +224,7 @@ pub struct RecordingWriter {
     depth: SoftwareSensor,
     color: SoftwareSensor,
     _device: Device,
-    spec: RecordingSpec,
+    spec: RgbdSpec,
     domain: sys::rs2_timestamp_domain,
     path: PathBuf,
     frames: u64,
@@ -234,11 +234,11 @@ pub struct RecordingWriter {
 
 // SAFETY: SDK handles may be used from any thread; the profile pointers
 // belong to sensors owned by this value and move with it.
-unsafe impl Send for RecordingWriter {}
+unsafe impl Send for RgbdWriter {}
 
-impl std::fmt::Debug for RecordingWriter {
+impl std::fmt::Debug for RgbdWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordingWriter")
+        f.debug_struct("RgbdWriter")
             .field("path", &self.path)
             .field("spec", &self.spec)
             .field("frames", &self.frames)
@@ -246,9 +246,9 @@ impl std::fmt::Debug for RecordingWriter {
     }
 }
 
-impl RecordingWriter {
+impl RgbdWriter {
     /// Creates `path` (`.db3`) for frames of `spec`.
-    pub fn create(path: &Path, spec: RecordingSpec) -> Result<Self> {
+    pub fn create(path: &Path, spec: RgbdSpec) -> Result<Self> {
         spec.validate()?;
         if path.extension().and_then(|e| e.to_str()) != Some("db3") {
             return Err(Error::config(
@@ -527,7 +527,7 @@ impl RecordingWriter {
     }
 }
 
-impl Drop for RecordingWriter {
+impl Drop for RgbdWriter {
     fn drop(&mut self) {
         let _ = self.stop();
     }
