@@ -282,28 +282,11 @@ impl Capture {
         if let Some(aligned) = self.depth_is_aligned {
             return Ok(!aligned);
         }
-        let (mut color, mut depth) = (None, None);
-        // SAFETY: live composite frame; each extracted frame is an owned
-        // reference held while its profile pointer is read.
+        let (Some((_cf, cp, _)), Some((_df, dp, _))) = split(fs)? else {
+            return Ok(true); // incomplete: align, then counted
+        };
+        // SAFETY: the profiles belong to the frames, held until the end.
         unsafe {
-            let n = call("rs2_embedded_frames_count", |e| {
-                sys::rs2_embedded_frames_count(fs.ptr(), e)
-            })?;
-            for i in 0..n {
-                let f = call("rs2_extract_frame", |e| {
-                    sys::rs2_extract_frame(fs.ptr(), i, e)
-                })?;
-                let f = FrameRef(non_null("rs2_extract_frame", f)?);
-                let (p, ProfileData { stream, .. }) = frame_profile(f.ptr())?;
-                if stream == sys::rs2_stream_RS2_STREAM_COLOR {
-                    color = Some((f, p));
-                } else if stream == sys::rs2_stream_RS2_STREAM_DEPTH {
-                    depth = Some((f, p));
-                }
-            }
-            let (Some((_cf, cp)), Some((_df, dp))) = (color, depth) else {
-                return Ok(true); // incomplete: align, then counted
-            };
             let intrinsics = |p| {
                 let mut raw = std::mem::zeroed::<sys::rs2_intrinsics>();
                 call("rs2_get_video_stream_intrinsics", |e| {
@@ -342,31 +325,13 @@ impl Capture {
     /// Copies colour and depth of `fs` into `out`; `false` when the
     /// frameset lacks one of them.
     fn copy_out(&self, fs: &FrameRef, out: &mut RgbdFrame) -> Result<bool> {
-        let mut color = None;
-        let mut depth = None;
-        // SAFETY: `fs` is a live composite frame; extracted frames are owned
-        // references released on drop; data pointers are read within the
-        // frames' lifetime and bounded by stride x height, which the SDK
-        // guarantees to be the buffer size.
+        let (Some((cf, cp, cfmt)), Some((df, _, dfmt))) = split(fs)? else {
+            return Ok(false);
+        };
+        // SAFETY: the frames are owned references released on drop; data
+        // pointers are read within the frames' lifetime and bounded by
+        // stride x height, which the SDK guarantees to be the buffer size.
         unsafe {
-            let n = call("rs2_embedded_frames_count", |e| {
-                sys::rs2_embedded_frames_count(fs.ptr(), e)
-            })?;
-            for i in 0..n {
-                let f = call("rs2_extract_frame", |e| {
-                    sys::rs2_extract_frame(fs.ptr(), i, e)
-                })?;
-                let f = FrameRef(non_null("rs2_extract_frame", f)?);
-                let (p, ProfileData { stream, format, .. }) = frame_profile(f.ptr())?;
-                if stream == sys::rs2_stream_RS2_STREAM_COLOR && color.is_none() {
-                    color = Some((f, p, format));
-                } else if stream == sys::rs2_stream_RS2_STREAM_DEPTH && depth.is_none() {
-                    depth = Some((f, format));
-                }
-            }
-            let (Some((cf, cp, cfmt)), Some((df, dfmt))) = (color, depth) else {
-                return Ok(false);
-            };
             let size = |f: &FrameRef| -> Result<(usize, usize, usize)> {
                 let w = call("rs2_get_frame_width", |e| {
                     sys::rs2_get_frame_width(f.ptr(), e)
@@ -477,6 +442,38 @@ impl Capture {
         }
         Ok(true)
     }
+}
+
+/// One frame of a frameset, its stream profile (owned by the frame) and
+/// its pixel format.
+type Part = (FrameRef, *const sys::rs2_stream_profile, sys::rs2_format);
+
+/// A frameset's first colour frame and first depth frame.
+fn split(fs: &FrameRef) -> Result<(Option<Part>, Option<Part>)> {
+    let (mut color, mut depth) = (None, None);
+    // SAFETY: `fs` is a live composite frame; each extracted frame is an
+    // owned reference, released on drop.
+    unsafe {
+        let n = call("rs2_embedded_frames_count", |e| {
+            sys::rs2_embedded_frames_count(fs.ptr(), e)
+        })?;
+        for i in 0..n {
+            let f = call("rs2_extract_frame", |e| {
+                sys::rs2_extract_frame(fs.ptr(), i, e)
+            })?;
+            let f = FrameRef(non_null("rs2_extract_frame", f)?);
+            let (p, ProfileData { stream, format, .. }) = frame_profile(f.ptr())?;
+            let slot = match stream {
+                sys::rs2_stream_RS2_STREAM_COLOR => &mut color,
+                sys::rs2_stream_RS2_STREAM_DEPTH => &mut depth,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some((f, p, format));
+            }
+        }
+    }
+    Ok((color, depth))
 }
 
 /// Starts the SDK's pipeline on a camera (the first one, or `serial`) with
