@@ -252,11 +252,10 @@ impl Device {
         Some(sdk_string(p))
     }
 
-    /// The depth scale (metres per z16 unit) of the device's first depth
-    /// sensor, `None` when it has none.
-    pub(crate) fn depth_scale_m(&self) -> Result<Option<f32>> {
-        // SAFETY: live device; the sensor list and each sensor are owned
-        // handles freed on drop.
+    /// The device's sensors, each an owned handle.
+    pub(crate) fn sensors(&self) -> Result<Vec<Sensor>> {
+        // SAFETY: live device; the list and each sensor are owned handles
+        // freed on drop (a sensor keeps its device alive).
         let list = call("rs2_query_sensors", |e| unsafe {
             sys::rs2_query_sensors(self.ptr(), e)
         })?;
@@ -264,11 +263,21 @@ impl Device {
         let n = call("rs2_get_sensors_count", |e| unsafe {
             sys::rs2_get_sensors_count(list.ptr(), e)
         })?;
-        for i in 0..n {
-            let s = call("rs2_create_sensor", |e| unsafe {
-                sys::rs2_create_sensor(list.ptr(), i, e)
-            })?;
-            let s = Sensor(non_null("rs2_create_sensor", s)?);
+        (0..n)
+            .map(|i| {
+                let s = call("rs2_create_sensor", |e| unsafe {
+                    sys::rs2_create_sensor(list.ptr(), i, e)
+                })?;
+                Ok(Sensor(non_null("rs2_create_sensor", s)?))
+            })
+            .collect()
+    }
+
+    /// The depth scale (metres per z16 unit) of the device's first depth
+    /// sensor, `None` when it has none.
+    pub(crate) fn depth_scale_m(&self) -> Result<Option<f32>> {
+        for s in self.sensors()? {
+            // SAFETY: live sensor.
             let depth = call("rs2_is_sensor_extendable_to", |e| unsafe {
                 sys::rs2_is_sensor_extendable_to(
                     s.ptr(),
@@ -284,6 +293,17 @@ impl Device {
             }
         }
         Ok(None)
+    }
+}
+
+impl Sensor {
+    /// The sensor's stream profiles (the list owns them).
+    pub(crate) fn stream_profiles(&self) -> Result<StreamProfileList> {
+        // SAFETY: live sensor; the list is an owned handle.
+        let pl = call("rs2_get_stream_profiles", |e| unsafe {
+            sys::rs2_get_stream_profiles(self.ptr(), e)
+        })?;
+        Ok(StreamProfileList(non_null("rs2_get_stream_profiles", pl)?))
     }
 }
 

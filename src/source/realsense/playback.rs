@@ -36,7 +36,7 @@ use realsense_sys as sys;
 
 use super::ffi::{
     c_path, call, non_null, Context, Device, FrameQueue, FrameRef, ProcessingBlock, Sensor,
-    SensorList, StreamProfileList,
+    StreamProfileList,
 };
 use super::pair::{Pairer, Share};
 use super::session::Wait;
@@ -215,23 +215,9 @@ impl Playback {
         // SAFETY: every handle is owned by a value that frees it once;
         // profile pointers belong to their list, kept with the sensor.
         unsafe {
-            let list = call("rs2_query_sensors", |e| {
-                sys::rs2_query_sensors(self.device.ptr(), e)
-            })?;
-            let list = SensorList(non_null("rs2_query_sensors", list)?);
-            let n = call("rs2_get_sensors_count", |e| {
-                sys::rs2_get_sensors_count(list.ptr(), e)
-            })?;
             let (mut depth, mut color) = (false, false);
-            for i in 0..n {
-                let s = call("rs2_create_sensor", |e| {
-                    sys::rs2_create_sensor(list.ptr(), i, e)
-                })?;
-                let sensor = Sensor(non_null("rs2_create_sensor", s)?);
-                let pl = call("rs2_get_stream_profiles", |e| {
-                    sys::rs2_get_stream_profiles(sensor.ptr(), e)
-                })?;
-                let profiles = StreamProfileList(non_null("rs2_get_stream_profiles", pl)?);
+            for sensor in self.device.sensors()? {
+                let profiles = sensor.stream_profiles()?;
                 let mut chosen = Vec::new();
                 for p in profiles.profiles()? {
                     let ProfileData { stream, format, .. } = profile_data(p)?;

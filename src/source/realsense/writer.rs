@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use realsense_sys as sys;
 
-use super::ffi::{c_path, call, non_null, Device, Sensor, SensorList, StreamProfileList};
+use super::ffi::{c_path, call, non_null, Device, Sensor, StreamProfileList};
 use super::rgbd::RgbdFrame;
 use super::stream::intrinsics_to_rs2;
 use crate::lift::Intrinsics;
@@ -359,22 +359,8 @@ impl RgbdWriter {
         // SAFETY: live recorder; each sensor and profile list is owned by a
         // value kept in `self.recording` until the recording ends.
         unsafe {
-            let list = call("rs2_query_sensors", |e| {
-                sys::rs2_query_sensors(recorder.ptr(), e)
-            })?;
-            let list = SensorList(non_null("rs2_query_sensors", list)?);
-            let n = call("rs2_get_sensors_count", |e| {
-                sys::rs2_get_sensors_count(list.ptr(), e)
-            })?;
-            for i in 0..n {
-                let s = call("rs2_create_sensor", |e| {
-                    sys::rs2_create_sensor(list.ptr(), i, e)
-                })?;
-                let sensor = Sensor(non_null("rs2_create_sensor", s)?);
-                let pl = call("rs2_get_stream_profiles", |e| {
-                    sys::rs2_get_stream_profiles(sensor.ptr(), e)
-                })?;
-                let profiles = StreamProfileList(non_null("rs2_get_stream_profiles", pl)?);
+            for sensor in recorder.sensors()? {
+                let profiles = sensor.stream_profiles()?;
                 let mut all = profiles.profiles()?;
                 call("rs2_open_multiple", |e| {
                     sys::rs2_open_multiple(sensor.ptr(), all.as_mut_ptr(), all.len() as i32, e)
