@@ -7,6 +7,8 @@
 //! `SKELACT_POSE_MODEL=DIR`; without it these tests print SKIPPED and pass,
 //! except under CI (`CI` set), where a missing model is a failure.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -14,7 +16,7 @@ use skelact::pose::blazepose::{DETECTOR_FILE, LANDMARK_FILE};
 use skelact::pose::image::read_png;
 use skelact::pose::interpreter::Interpreter;
 use skelact::pose::tflite::Model;
-use skelact::pose::{BlazePose, POSE_MODEL_ENV};
+use skelact::pose::BlazePose;
 
 /// Network outputs vs TFLite's reference kernels (f32): max |a - b| over
 /// max(1, max |b|).
@@ -35,23 +37,6 @@ const TRACKED_PX: f32 = 10.0;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/blazepose")
-}
-
-/// The model folder, or `None` after printing SKIPPED (a failure under CI).
-fn pose_model() -> Option<PathBuf> {
-    match std::env::var_os(POSE_MODEL_ENV).filter(|v| !v.is_empty()) {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{POSE_MODEL_ENV} is not set under CI: .ci/run fetches it with .ci/fetch-blazepose.sh"
-            );
-            eprintln!(
-                "SKIPPED: no BlazePose model ({POSE_MODEL_ENV} unset; see .ci/fetch-blazepose.sh)"
-            );
-            None
-        }
-    }
 }
 
 /// max |a - b| / max(1, max |b|).
@@ -88,7 +73,7 @@ fn image_tensor(
 
 #[test]
 fn networks_match_tflite_reference_kernels() -> anyhow::Result<()> {
-    let Some(dir) = pose_model() else {
+    let Some(dir) = common::pose_model() else {
         return Ok(());
     };
     let refs =
@@ -209,7 +194,7 @@ fn compare(got: &skelact::pose::PoseLandmarks, want: &[[f32; 5]]) -> (f32, f32) 
 
 #[test]
 fn landmarks_match_mediapipe_on_photographs() -> anyhow::Result<()> {
-    let Some(dir) = pose_model() else {
+    let Some(dir) = common::pose_model() else {
         return Ok(());
     };
     let mut pose = BlazePose::load(&dir)?;
@@ -275,7 +260,9 @@ mod corrupt_input {
     /// The real detector file cut short anywhere is a typed error.
     #[test]
     fn truncated_detector_is_an_error() {
-        let Some(dir) = pose_model() else { return };
+        let Some(dir) = common::pose_model() else {
+            return;
+        };
         let bytes = std::fs::read(dir.join(DETECTOR_FILE)).unwrap();
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(16));
         runner

@@ -18,11 +18,9 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use skelact::board::Board;
 use skelact::lift::{DepthLookup, Distortion, Intrinsics, LandmarkDetector, Landmarks2d};
 use skelact::model::directory::build_encoder;
 use skelact::model::{builtin, ModelDir};
-use skelact::runtime::{Pace, Runtime};
 use skelact::skeleton::Layout;
 use skelact::source::realsense::RealSenseSource;
 use skelact::source::realsense::{
@@ -355,15 +353,7 @@ fn realsense_source_feeds_the_runtime_with_capture_and_pose_stages() {
         .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
         .collect();
     ModelDir::create(&path, &card, &weights).unwrap();
-    let r = Runtime::builder()
-        .source(open())
-        .model_dir(path)
-        .board(Board::builtin("x86-cpu").unwrap())
-        .pace(Pace::Fast)
-        .build()
-        .unwrap()
-        .run()
-        .unwrap();
+    let r = common::run_fast(open(), &path);
     assert_eq!(r.frames, 1);
     assert_eq!(
         (r.latency.capture.count, r.latency.pose.count),

@@ -9,11 +9,9 @@
 
 mod common;
 
-use skelact::board::Board;
 use skelact::lift::{DepthLookup, Distortion, Intrinsics};
 use skelact::pose::image::read_png;
-use skelact::pose::{BlazePose, POSE_MODEL_ENV};
-use skelact::runtime::{Pace, Runtime};
+use skelact::pose::BlazePose;
 use skelact::skeleton::Layout;
 use skelact::source::realsense::{
     convert, rerecord, summarize_file, Capture, CaptureConfig, Next, RealSenseSource, RgbdFrame,
@@ -189,22 +187,6 @@ fn the_d435_bag_converts_to_a_db3_that_plays_back_the_same_aligned_frame() {
     assert_eq!(differ, 0, "{differ} depth pixels differ");
 }
 
-/// BlazePose's folder, or `None` after printing SKIPPED (a failure under
-/// CI, which fetches it).
-fn pose_model() -> Option<std::path::PathBuf> {
-    match std::env::var_os(POSE_MODEL_ENV).filter(|v| !v.is_empty()) {
-        Some(p) => Some(p.into()),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{POSE_MODEL_ENV} is not set under CI"
-            );
-            eprintln!("SKIPPED: no BlazePose model ({POSE_MODEL_ENV} unset)");
-            None
-        }
-    }
-}
-
 /// A person in front of a wall 1.5 m away, 30 frames a second: the
 /// cameraman photograph (512x512, head to knees; BlazePose's fixture) as
 /// colour, a flat depth plane.
@@ -247,7 +229,7 @@ fn person_recording(path: &std::path::Path, frames: u64) {
 
 #[test]
 fn a_recorded_person_goes_through_blazepose_lifting_and_the_shipped_model() {
-    let Some(pose) = pose_model() else {
+    let Some(pose) = common::pose_model() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -288,15 +270,7 @@ fn a_recorded_person_goes_through_blazepose_lifting_and_the_shipped_model() {
     // Through the runtime with the shipped NW-UCLA model (30 fps card):
     // every frame is captured, posed and windowed.
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ctrgcn-edge-nwucla");
-    let r = Runtime::builder()
-        .source(open())
-        .model_dir(model)
-        .board(Board::builtin("x86-cpu").unwrap())
-        .pace(Pace::Fast)
-        .build()
-        .unwrap()
-        .run()
-        .unwrap();
+    let r = common::run_fast(open(), &model);
     assert_eq!(r.frames, 60, "{r}");
     assert_eq!(
         (r.latency.capture.count, r.latency.pose.count),

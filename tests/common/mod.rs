@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -137,4 +137,38 @@ pub fn varmap_values(vm: &VarMap) -> anyhow::Result<Vec<(String, Vec<f32>)>> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// BlazePose's folder from `$SKELACT_POSE_MODEL`, or `None` after printing
+/// SKIPPED (a failure under CI, which fetches it).
+pub fn pose_model() -> Option<PathBuf> {
+    let env = skelact::pose::POSE_MODEL_ENV;
+    match std::env::var_os(env).filter(|v| !v.is_empty()) {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{env} is not set under CI: .ci/run fetches it with .ci/fetch-blazepose.sh"
+            );
+            eprintln!("SKIPPED: no BlazePose model ({env} unset; see .ci/fetch-blazepose.sh)");
+            None
+        }
+    }
+}
+
+/// Runs `source` through the model directory `model` on the x86-cpu board,
+/// as fast as the source gives frames, and returns the run's report.
+pub fn run_fast(
+    source: impl skelact::source::JointSource + 'static,
+    model: &Path,
+) -> skelact::runtime::Report {
+    skelact::runtime::Runtime::builder()
+        .source(source)
+        .model_dir(model.to_path_buf())
+        .board(skelact::board::Board::builtin("x86-cpu").unwrap())
+        .pace(skelact::runtime::Pace::Fast)
+        .build()
+        .unwrap()
+        .run()
+        .unwrap()
 }

@@ -222,9 +222,7 @@ pub fn bench(file: &Path, frames: u64, layout: &str, pose_model: Option<&Path>) 
     let wall = t0.elapsed().as_secs_f64();
     let size = src
         .capture()
-        .streams()
-        .iter()
-        .find(|s| s.kind == "Color")
+        .color_stream()
         .and_then(|s| s.intrinsics)
         .map_or("?".to_string(), |i| format!("{}x{}", i.width, i.height));
     println!(

@@ -197,6 +197,13 @@ impl Capture {
         }
     }
 
+    /// The colour stream of the running capture.
+    pub fn color_stream(&self) -> Option<&StreamInfo> {
+        self.streams()
+            .iter()
+            .find(|s| s.kind_id == sys::rs2_stream_RS2_STREAM_COLOR)
+    }
+
     /// The device's depth scale, metres per z16 unit.
     pub fn depth_scale_m(&self) -> f32 {
         self.depth_scale_m

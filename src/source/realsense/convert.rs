@@ -44,9 +44,7 @@ pub fn rerecord(
         ));
     }
     let fps = capture
-        .streams()
-        .iter()
-        .find(|s| s.kind_id == realsense_sys::rs2_stream_RS2_STREAM_COLOR)
+        .color_stream()
         .map(|s| s.fps.max(1) as u32)
         .ok_or_else(|| Error::mismatch("capture", "a colour stream", "none"))?;
     let (name, serial) = capture.device_name_and_serial();

@@ -41,11 +41,7 @@ impl RealSenseSource {
     ) -> Result<Self> {
         let lifter = Lifter::new(layout, lookup)?;
         let capture = Capture::open(capture)?;
-        let fps = capture
-            .streams()
-            .iter()
-            .find(|s| s.kind == "Color")
-            .map_or(30.0, |s| s.fps as f32);
+        let fps = capture.color_stream().map_or(30.0, |s| s.fps as f32);
         Ok(Self {
             capture,
             detector,
