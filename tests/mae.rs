@@ -195,5 +195,15 @@ fn pretrain_then_fine_tune_exports_a_loadable_model() -> anyhow::Result<()> {
     let loaded = dir.load(&dev, Some(DType::F32))?;
     let e = trainer::evaluate(loaded.encoder.as_ref(), dir.card(), &split.test, 64, &dev)?;
     assert_eq!(e.top1, out.evaluation.top1);
+    // Loaded as stored (f16), it computes in f16 on the f32 windows the
+    // evaluation feeds it (`skelact run`'s offline check does the same).
+    let half = dir.load(&dev, None)?;
+    let e16 = trainer::evaluate(half.encoder.as_ref(), dir.card(), &split.test, 64, &dev)?;
+    assert!(
+        (e16.top1 - e.top1).abs() <= 0.2,
+        "{} vs {}",
+        e16.top1,
+        e.top1
+    );
     Ok(())
 }

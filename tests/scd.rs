@@ -1,7 +1,8 @@
 //! SCD-Net (feature `train`): InfoNCE with a queue and the four-term loss
 //! on hand-computed cases, the momentum update, the queue's ring, kNN,
 //! that every encoder parameter receives a gradient, and pretrain →
-//! linear evaluation / kNN on a few real NW-UCLA clips.
+//! linear evaluation / kNN → fine-tuning (`--arch scdnet --init`) to a
+//! loadable model directory on a few real NW-UCLA clips.
 #![cfg(feature = "train")]
 
 mod common;
@@ -10,7 +11,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use skelact::model::card::Architecture;
 use skelact::model::directory::is_buffer;
+use skelact::model::scdnet::{ScdNet, Widths};
+use skelact::model::ModelDir;
 use skelact::skeleton::Layout;
 use skelact::train::scd::encoder::{EncoderConfig, ScdEncoder};
 use skelact::train::scd::eval::knn_top1;
@@ -19,7 +23,7 @@ use skelact::train::scd::momentum::momentum_update;
 use skelact::train::scd::queue::Queue;
 use skelact::train::scd::view::crop_indices;
 use skelact::train::scd::{self, ScdConfig};
-use skelact::train::{data, Benchmark, TrainConfig};
+use skelact::train::{data, init, trainer, Benchmark, TrainConfig};
 
 fn t(rows: &[&[f32]]) -> Tensor {
     let d = rows[0].len();
@@ -162,11 +166,13 @@ fn crops_stay_inside_the_clip() {
 
 fn tiny_encoder() -> EncoderConfig {
     EncoderConfig {
-        gcn_channels: vec![8, 8, 8],
-        temporal_kernel: 5,
-        model_dim: 16,
-        heads: 8,
-        ff_dim: 16,
+        widths: Widths {
+            gcn_channels: vec![8, 8, 8],
+            temporal_kernel: 5,
+            model_dim: 16,
+            heads: 8,
+            ff_dim: 16,
+        },
         proj_dim: 8,
     }
 }
@@ -207,7 +213,7 @@ fn every_encoder_parameter_receives_a_gradient() -> anyhow::Result<()> {
 }
 
 #[test]
-fn pretrain_then_linear_and_knn_on_real_clips() -> anyhow::Result<()> {
+fn pretrain_evaluate_then_fine_tune_on_real_clips() -> anyhow::Result<()> {
     let Some(root) = common::shared_data("nw-ucla/all_sqe") else {
         return Ok(());
     };
@@ -235,5 +241,61 @@ fn pretrain_then_linear_and_knn_on_real_clips() -> anyhow::Result<()> {
     assert!((0.0..=1.0).contains(&out.linear_top1));
     assert!((0.0..=1.0).contains(&out.knn_top1));
     assert!(out.weights.exists());
+
+    // The saved encoder decides the classifier's widths and initialises
+    // everything but the head; fine-tuning exports a model directory that
+    // loads and scores as the trainer did.
+    let dev = Device::Cpu;
+    let widths = init::scdnet_widths(&out.weights)?;
+    assert_eq!(widths, tiny_encoder().widths);
+    let mut ft = cfg.base.clone();
+    ft.arch = "scdnet".into();
+    ft.init = Some(out.weights.clone());
+    ft.epochs = 1;
+    ft.lr = 0.05;
+    ft.work_dir = work.path().join("ft");
+    ft.out = Some(work.path().join("model"));
+    ft.name = "scdnet-test".into();
+    let card = trainer::training_card(&ft)?;
+    let Architecture::Scdnet(arch) = &card.architecture else {
+        panic!("not an SCD-Net card");
+    };
+    assert_eq!(arch.widths, widths);
+    assert_eq!(arch.frames, 8);
+    let vm = VarMap::new();
+    ScdNet::new(arch, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
+    let set = init::load_matching(&vm, &out.weights, &dev)?;
+    let head = vm
+        .data()
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("fc."))
+        .count();
+    assert_eq!(head, 2);
+    assert_eq!(set, vm.data().lock().unwrap().len() - head);
+    let trained = trainer::train_on(&ft, &split, &dev)?;
+    assert!(trained.card.provenance.notes.contains("initialised from"));
+    let dir = ModelDir::open(work.path().join("model"))?;
+    let loaded = dir.load(&dev, Some(DType::F32))?;
+    let e = trainer::evaluate(loaded.encoder.as_ref(), dir.card(), &split.test, 64, &dev)?;
+    assert_eq!(e.top1, trained.evaluation.top1);
+    // Loaded as stored (f16), it computes in f16 on the f32 windows the
+    // evaluation feeds it (`skelact run`'s offline check does the same).
+    let half = dir.load(&dev, None)?;
+    let e16 = trainer::evaluate(half.encoder.as_ref(), dir.card(), &split.test, 64, &dev)?;
+    assert!(
+        (e16.top1 - e.top1).abs() <= 0.2,
+        "{} vs {}",
+        e16.top1,
+        e.top1
+    );
+    // A file that is not an SCD-Net encoder is refused with a typed error.
+    let other = work.path().join("other.safetensors");
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([("x".to_string(), Tensor::zeros(2, DType::F32, &dev)?)]),
+        &other,
+    )?;
+    assert!(init::scdnet_widths(&other).is_err());
     Ok(())
 }

@@ -59,6 +59,10 @@ pub fn card(name: &str) -> Option<Result<ModelCard>> {
             Architecture::Stgcn(c) => c.num_person = persons,
             Architecture::Efficientgcn(_) => {}
             Architecture::Skeletonmae(c) => c.backbone.num_person = persons,
+            Architecture::Scdnet(c) => {
+                c.num_person = persons;
+                c.frames = frames;
+            }
         }
         Ok(ModelCard {
             name: name.to_string(),

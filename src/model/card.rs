@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ctrgcn, efficientgcn, skeletonmae, stgcn};
+use crate::model::{ctrgcn, efficientgcn, scdnet, skeletonmae, stgcn};
 use crate::skeleton::Layout;
 use crate::window::{stream, Stream};
 use crate::{Error, Result};
@@ -37,6 +37,9 @@ pub enum Architecture {
     /// SkeletonMAE's fine-tuned network (Yan et al., ICCV 2023): a
     /// per-frame GIN encoder in front of a CTR-GCN stack.
     Skeletonmae(skeletonmae::Config),
+    /// SCD-Net's dual-branch encoder with a linear head (Wu et al., AAAI
+    /// 2024), fine-tuned from `skelact pretrain scd`.
+    Scdnet(scdnet::Config),
 }
 
 impl Architecture {
@@ -47,6 +50,7 @@ impl Architecture {
             Architecture::Stgcn(_) => "stgcn",
             Architecture::Efficientgcn(_) => "efficientgcn",
             Architecture::Skeletonmae(_) => "skeletonmae",
+            Architecture::Scdnet(_) => "scdnet",
         }
     }
 }
@@ -277,6 +281,16 @@ impl ModelCard {
                 ));
             }
         }
+        if let Architecture::Scdnet(c) = &self.architecture {
+            // The learnt positions fix the window length.
+            if c.frames != self.temporal.frames {
+                return Err(Error::mismatch(
+                    "architecture.scdnet.frames",
+                    self.temporal.frames,
+                    c.frames,
+                ));
+            }
+        }
         if arch.layout != self.skeleton.layout {
             return Err(Error::mismatch(
                 format!("architecture.{}.layout", self.architecture.family()),
@@ -318,6 +332,13 @@ impl ModelCard {
                 num_person: c.backbone.num_person,
                 in_channels: c.gin.in_channels,
                 layout: &c.backbone.layout,
+            },
+            Architecture::Scdnet(c) => ArchShape {
+                num_class: c.num_class,
+                num_point: c.num_point,
+                num_person: c.num_person,
+                in_channels: c.in_channels,
+                layout: &c.layout,
             },
         }
     }

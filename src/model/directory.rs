@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
 use super::card::{Architecture, ModelCard, Precision, CARD_FILE, WEIGHTS_FILE};
-use super::{ctrgcn, efficientgcn, quantize, skeletonmae, stgcn, Encoder};
+use super::{ctrgcn, efficientgcn, quantize, scdnet, skeletonmae, stgcn, Encoder};
 use crate::{Error, Result};
 
 /// Builds the encoder an architecture describes from a `VarBuilder`.
@@ -25,6 +25,7 @@ pub fn build_encoder(arch: &Architecture, vb: VarBuilder) -> Result<Box<dyn Enco
         Architecture::Stgcn(c) => Box::new(stgcn::StGcn::new(c, vb)?),
         Architecture::Efficientgcn(c) => Box::new(efficientgcn::EfficientGcn::new(c, vb)?),
         Architecture::Skeletonmae(c) => Box::new(skeletonmae::SkeletonMae::new(c, vb)?),
+        Architecture::Scdnet(c) => Box::new(scdnet::ScdNet::new(c, vb)?),
     })
 }
 

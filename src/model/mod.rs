@@ -1,7 +1,7 @@
 //! Encoders and model directories.
 //!
 //! Each encoder is a folder named after the model (`ctrgcn/`, `stgcn/`,
-//! `efficientgcn/`) with its typed `Config` in `mod.rs` and its layers in
+//! `efficientgcn/`, `scdnet/`, ...) with its typed `Config` in `mod.rs` and its layers in
 //! `model.rs`; weights are named as in the reference implementation's
 //! `state_dict` so checkpoints map one to one.
 
@@ -16,6 +16,7 @@ pub mod flops;
 pub mod import;
 pub mod layer;
 pub mod quantize;
+pub mod scdnet;
 pub mod skeletonmae;
 pub mod stgcn;
 pub mod trace;

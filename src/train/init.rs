@@ -1,13 +1,14 @@
-//! Initialising a model from pretrained weights (SkeletonMAE's encoder,
-//! say) before supervised fine-tuning: every variable of the model whose
-//! name is in the file takes the file's value; the rest keep their fresh
-//! initialisation.
+//! Initialising a model from pretrained weights (SkeletonMAE's or
+//! SCD-Net's encoder, say) before supervised fine-tuning: every variable of
+//! the model whose name is in the file takes the file's value; the rest
+//! keep their fresh initialisation.
 
 use std::path::Path;
 
 use candle_core::Device;
 use candle_nn::VarMap;
 
+use crate::model::scdnet::Widths;
 use crate::{Error, Result};
 
 /// Sets every variable of `varmap` named in the safetensors file `path`;
@@ -40,4 +41,46 @@ pub fn load_matching(varmap: &VarMap, path: &Path, device: &Device) -> Result<us
         ));
     }
     Ok(set)
+}
+
+/// The SCD-Net widths a saved encoder (`skelact pretrain scd`'s
+/// `scd.safetensors`) was trained with, read from its tensor shapes, so
+/// that `skelact train --arch scdnet --init FILE` builds a classifier the
+/// file fits. The head count does not show in the shapes; it is the
+/// pretraining's (8).
+pub fn scdnet_widths(path: &Path) -> Result<Widths> {
+    let file = candle_core::safetensors::load(path, &Device::Cpu)?;
+    let dims = |name: &str| -> Result<Vec<usize>> {
+        file.get(name).map(|t| t.dims().to_vec()).ok_or_else(|| {
+            Error::config(
+                "init",
+                format!(
+                    "{} is not an SCD-Net encoder: no tensor `{name}`",
+                    path.display()
+                ),
+            )
+        })
+    };
+    let mut gcn_channels = Vec::new();
+    while let Some(t) = file.get(&format!("gcn.{}.spatial.weight", gcn_channels.len())) {
+        gcn_channels.push(t.dim(0)?);
+    }
+    let first = *gcn_channels.first().ok_or_else(|| {
+        Error::config(
+            "init",
+            format!("{} holds no SCD-Net GCN unit (`gcn.0.*`)", path.display()),
+        )
+    })?;
+    let temporal = dims("gcn.0.temporal.weight")?; // (C_out, k * C_out)
+    let embed = dims("temporal.embed.weight")?; // (d, C_in)
+    let ff = dims("temporal.layer.ff1.weight")?; // (ff, d)
+    let widths = Widths {
+        gcn_channels,
+        temporal_kernel: temporal.get(1).copied().unwrap_or(0) / first,
+        model_dim: embed[0],
+        heads: Widths::small().heads,
+        ff_dim: ff[0],
+    };
+    widths.validate()?;
+    Ok(widths)
 }

@@ -45,7 +45,7 @@ use crate::model::card::{
     SkeletonSpec, TemporalContract,
 };
 use crate::model::directory::{build_encoder, is_buffer, stored_dtype};
-use crate::model::{ctrgcn, skeletonmae, stgcn, Encoder, ModelDir};
+use crate::model::{ctrgcn, scdnet, skeletonmae, stgcn, Encoder, ModelDir};
 use crate::skeleton::Layout;
 use crate::source::Clip;
 use crate::window::{self, PoseSeq, PrepareOptions, Prepared, Stream};
@@ -83,12 +83,13 @@ impl Method {
 }
 
 /// Architectures `skelact train` builds.
-pub const ARCHITECTURES: [&str; 5] = [
+pub const ARCHITECTURES: [&str; 6] = [
     "ctrgcn-edge",
     "ctrgcn",
     "stgcn-edge",
     "stgcn",
     "skeletonmae",
+    "scdnet",
 ];
 
 /// Everything a training run is made of.
@@ -335,6 +336,15 @@ pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
                 c.validate()?;
             }
             Architecture::Skeletonmae(c)
+        }
+        "scdnet" => {
+            let mut c = scdnet::Config::small(layout.name(), k, cfg.frames)?;
+            // A pretrained encoder decides the widths.
+            if let Some(init) = &cfg.init {
+                c.widths = super::init::scdnet_widths(init)?;
+            }
+            c.validate()?;
+            Architecture::Scdnet(c)
         }
         other => {
             return Err(Error::config(

@@ -43,6 +43,11 @@ pub struct PretrainArgs {
     /// SCD-Net: keys per queue (paper 8192).
     #[arg(long, default_value_t = 8192)]
     pub queue: usize,
+    /// SCD-Net: momentum of the key encoder (paper 0.999, tuned for
+    /// NTU's hundreds of steps per epoch; a small data set takes few steps,
+    /// and a key encoder that barely moves gives stale keys: 0.99 there).
+    #[arg(long, default_value_t = scd::momentum::MOMENTUM)]
+    pub momentum: f64,
     /// SCD-Net: GCN unit widths (paper 64,256,64).
     #[arg(long, default_value = "32,64,32")]
     pub gcn_widths: String,
@@ -158,14 +163,14 @@ fn pretrain_scd(a: PretrainArgs, mut base: TrainConfig, bench: Benchmark) -> Res
         .collect::<std::result::Result<Vec<_>, _>>()
         .with_context(|| format!("--gcn-widths `{}`", a.gcn_widths))?;
     let mut encoder = scd::encoder::EncoderConfig::small();
-    encoder.gcn_channels = widths;
-    encoder.model_dim = a.model_dim;
-    encoder.ff_dim = 2 * a.model_dim;
+    encoder.widths.gcn_channels = widths;
+    encoder.widths.model_dim = a.model_dim;
+    encoder.widths.ff_dim = 2 * a.model_dim;
     let cfg = ScdConfig {
         base,
         encoder,
         queue_len: a.queue,
-        momentum: scd::momentum::MOMENTUM,
+        momentum: a.momentum,
         temperature: scd::loss::TEMPERATURE,
         linear_epochs: a.linear_epochs,
     };

@@ -36,7 +36,9 @@ pub struct TrainArgs {
     /// MMCL: depth frames paired with each skeleton window.
     #[arg(long, default_value_t = skelact::train::mmcl::DEFAULT_DEPTH_FRAMES)]
     pub depth_frames: usize,
-    /// Architecture: ctrgcn-edge, ctrgcn, stgcn-edge, stgcn, skeletonmae.
+    /// Architecture: ctrgcn-edge, ctrgcn, stgcn-edge, stgcn, skeletonmae, scdnet
+    /// (SCD-Net's encoder with a linear head; `--init` a `skelact pretrain scd`
+    /// encoder to fine-tune it).
     #[arg(long, default_value = "ctrgcn-edge")]
     pub arch: String,
     /// Input stream: joint, bone, joint-motion or bone-motion (one model
@@ -143,7 +145,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub time_budget: Option<f64>,
     /// Initialise the model's matching weights from this safetensors file
-    /// (e.g. `skelact pretrain mae`'s output, with `--arch skeletonmae`).
+    /// (`skelact pretrain mae`'s output with `--arch skeletonmae`, `skelact
+    /// pretrain scd`'s with `--arch scdnet`).
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Distil this trained model directory into the one being trained

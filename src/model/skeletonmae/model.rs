@@ -1,7 +1,7 @@
 //! The fine-tuned SkeletonMAE network: the per-frame GIN encoder in front
 //! of a CTR-GCN stack (see the module docs of [`super`]).
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use super::{Config, GinEncoder};
@@ -13,6 +13,8 @@ use crate::Result;
 pub struct SkeletonMae {
     gin: GinEncoder,
     backbone: Box<dyn Encoder>,
+    /// The weights' dtype, which the forward pass computes in.
+    dtype: DType,
 }
 
 impl SkeletonMae {
@@ -23,14 +25,18 @@ impl SkeletonMae {
         Ok(Self {
             gin: GinEncoder::new(&cfg.gin, layout, vb.pp("gin"))?,
             backbone: Box::new(CtrGcn::new(&cfg.backbone, vb.pp("backbone"))?),
+            dtype: vb.dtype(),
         })
     }
 
-    /// `x: (N, C, T, V, M)` -> GIN features `(N, D, T, V, M)`.
+    /// `x: (N, C, T, V, M)` -> GIN features `(N, D, T, V, M)`, in the
+    /// weights' dtype whatever the input's (an f16 directory loaded as
+    /// stored reads f32 windows).
     fn embed(&self, x: &Tensor, trace: &mut Trace) -> Result<Tensor> {
         // x: (N, C, T, V, M)
         let (n, c, t, v, m) = x.dims5()?;
         let frames = x
+            .to_dtype(self.dtype)?
             .permute((0, 4, 2, 3, 1))? // (N, M, T, V, C)
             .contiguous()?
             .reshape((n * m * t, v, c))?;
@@ -60,6 +66,7 @@ impl Encoder for SkeletonMae {
         Ok(Box::new(SkeletonMae {
             gin: self.gin.clone(),
             backbone: self.backbone.fold_batch_norm()?,
+            dtype: self.dtype,
         }))
     }
 }

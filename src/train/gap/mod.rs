@@ -67,6 +67,7 @@ impl Gap {
             Architecture::Ctrgcn(c) => c.out_channels(),
             Architecture::Stgcn(c) => c.out_channels(),
             Architecture::Skeletonmae(c) => c.backbone.out_channels(),
+            Architecture::Scdnet(c) => c.widths.out_channels(),
             Architecture::Efficientgcn(_) => {
                 return Err(Error::config(
                     "method",

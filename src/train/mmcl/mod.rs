@@ -121,6 +121,7 @@ pub fn feature_channels(arch: &Architecture) -> Result<usize> {
         Architecture::Ctrgcn(c) => Ok(c.out_channels()),
         Architecture::Stgcn(c) => Ok(c.out_channels()),
         Architecture::Skeletonmae(c) => Ok(c.backbone.out_channels()),
+        Architecture::Scdnet(c) => Ok(c.widths.out_channels()),
         Architecture::Efficientgcn(_) => Err(Error::config(
             "method",
             "MMCL needs a CTR-GCN or ST-GCN backbone",

@@ -52,7 +52,7 @@ pub struct ScdConfig {
     pub encoder: EncoderConfig,
     /// Keys per queue (SCD-Net: 8192).
     pub queue_len: usize,
-    /// Key encoder momentum (0.999).
+    /// Key encoder momentum (SCD-Net: 0.999).
     pub momentum: f64,
     /// InfoNCE temperature (0.2).
     pub temperature: f64,
@@ -103,6 +103,12 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
         return Err(Error::config(
             "data",
             "SCD-Net needs training and test clips",
+        ));
+    }
+    if !(0.0..=1.0).contains(&cfg.momentum) {
+        return Err(Error::config(
+            "momentum",
+            format!("{} is not in [0, 1]", cfg.momentum),
         ));
     }
     let card = trainer::training_card(&cfg.base)?;
