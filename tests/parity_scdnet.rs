@@ -90,8 +90,8 @@ fn macs_match_pytorchs_count() -> Result<()> {
     let want: u64 = meta.metadata().clone().unwrap_or_default()["macs"].parse()?;
     let ts = fixture_tensors()?;
     let model = ScdNet::new(&config(), fixture_vb(DType::F32)?)?;
-    let (out, counted) = flops::measure(|| model.forward_t(&ts["input"], false));
-    out?;
+    let (ran, counted) = flops::measure(|| model.forward_t(&ts["input"], false).is_ok());
+    assert!(ran);
     assert_eq!(counted, want);
     assert_eq!(model.macs(3), want);
     Ok(())
