@@ -131,8 +131,10 @@ fn folded_matches_unfolded_and_reference_in_f32_and_f16() -> Result<()> {
     let mut t_fold = Trace::on();
     folded.forward_traced(&ts["input"], false, &mut t_fold)?;
     assert_eq!(t_fold.entries().len(), want.len());
+    let mut worst_fold = 0f64;
     for (name, t) in t_fold.entries() {
         let plain = t_plain.get(name).expect("same names");
+        worst_fold = worst_fold.max(common::rel_err(t, plain));
         common::assert_close(&format!("{name} (folded)"), t, plain, common::FOLD_REL);
         common::assert_close(
             &format!("{name} (folded vs reference)"),
@@ -141,6 +143,7 @@ fn folded_matches_unfolded_and_reference_in_f32_and_f16() -> Result<()> {
             common::F32_REL,
         );
     }
+    eprintln!("folded vs unfolded: worst relative error {worst_fold:.3e}");
     // f16 weights; the f32 input is cast to the weights' dtype.
     let half = ScdNet::new(&config(), fixture_vb(DType::F16)?)?.fold_batch_norm()?;
     let mut t_half = Trace::on();

@@ -33,7 +33,9 @@
 //! - [`mae`]: SkeletonMAE's masked graph autoencoder pretraining; [`init`]
 //!   loads its encoder before fine-tuning (`--arch skeletonmae --init`).
 //! - [`scd`]: SCD-Net's dual-branch contrastive pretraining with momentum
-//!   encoder and queues, linear evaluation and kNN retrieval.
+//!   encoder and queues, linear evaluation and kNN retrieval; [`init`]
+//!   loads its encoder (and reads its widths) before fine-tuning
+//!   (`--arch scdnet --init`).
 
 pub mod augment;
 pub mod backend;
