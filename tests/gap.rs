@@ -139,6 +139,8 @@ fn every_gap_head_parameter_receives_a_gradient() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// GAP on CTR-GCN edge, and on SCD-Net's classifier (GAP fine-tuning is
+/// how SCD-Net pretraining composes with it): two steps, a normal export.
 #[test]
 fn gap_method_trains_two_steps_and_exports_a_normal_model() -> anyhow::Result<()> {
     let Some(clips) = common::shared_data("nw-ucla/all_sqe") else {
@@ -148,46 +150,56 @@ fn gap_method_trains_two_steps_and_exports_a_normal_model() -> anyhow::Result<()
         return Ok(());
     };
     let root = clips.parent().unwrap().parent().unwrap().to_path_buf();
-    let work = tempfile::tempdir()?;
-    let mut cfg = TrainConfig::nwucla(root, work.path().join("run"), 1);
-    cfg.method = Method::Gap;
-    cfg.text_model = Some(text);
-    cfg.limit = Some(12);
-    cfg.frames = 16;
-    cfg.repeat = 1;
-    cfg.progress = false;
-    cfg.out = Some(work.path().join("model"));
-    cfg.command = "tests/gap.rs".into();
-    let split = data::load(Benchmark::NwuclaCrossView, &cfg.data_root, cfg.limit)?;
-    // Two steps: the training clips in two batches.
-    cfg.batch_size = split.train.len().div_ceil(2);
-    let out = trainer::train_on(&cfg, &split, &Device::Cpu)?;
-    assert_eq!(out.history.len(), 1);
-    assert!(out.history[0].train_loss.is_finite());
-    // The text embeddings were cached beside the run.
-    let cached = std::fs::read_dir(work.path().join("run"))?
-        .filter_map(|e| e.ok())
-        .any(|e| e.file_name().to_string_lossy().starts_with("gap-text-"));
-    assert!(cached, "no gap-text-*.safetensors in the run folder");
-    // The export is a normal model directory: no GAP head tensors, loads
-    // with the normal loader, and says how it was trained.
-    let dir = ModelDir::open(work.path().join("model"))?;
-    assert_eq!(dir.card().precision, Precision::F16);
-    assert!(dir.card().provenance.notes.contains("Objective: GAP"));
-    let weights = candle_core::safetensors::load(
-        work.path().join("model/weights.safetensors"),
-        &Device::Cpu,
-    )?;
-    assert!(weights.keys().all(|k| !k.starts_with("gap.")));
-    let loaded = dir.load(&Device::Cpu, Some(DType::F32))?;
-    let e = trainer::evaluate(
-        loaded.encoder.as_ref(),
-        dir.card(),
-        &split.test,
-        64,
-        &Device::Cpu,
-    )?;
-    assert_eq!(e.top1, out.evaluation.top1);
+    let split = data::load(Benchmark::NwuclaCrossView, &root, Some(12))?;
+    for arch in ["ctrgcn-edge", "scdnet"] {
+        let work = tempfile::tempdir()?;
+        let mut cfg = TrainConfig::nwucla(root.clone(), work.path().join("run"), 1);
+        cfg.arch = arch.into();
+        cfg.method = Method::Gap;
+        cfg.text_model = Some(text.clone());
+        cfg.limit = Some(12);
+        cfg.frames = 16;
+        cfg.repeat = 1;
+        cfg.progress = false;
+        cfg.out = Some(work.path().join("model"));
+        cfg.command = "tests/gap.rs".into();
+        // Two steps: the training clips in two batches.
+        cfg.batch_size = split.train.len().div_ceil(2);
+        let out = trainer::train_on(&cfg, &split, &Device::Cpu)?;
+        assert_eq!(out.history.len(), 1);
+        assert!(out.history[0].train_loss.is_finite(), "{arch}");
+        // The text embeddings were cached beside the run.
+        let cached = std::fs::read_dir(work.path().join("run"))?
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with("gap-text-"));
+        assert!(
+            cached,
+            "{arch}: no gap-text-*.safetensors in the run folder"
+        );
+        // The export is a normal model directory: no GAP head tensors,
+        // loads with the normal loader, and says how it was trained.
+        let dir = ModelDir::open(work.path().join("model"))?;
+        assert_eq!(
+            dir.card().architecture.family(),
+            arch.trim_end_matches("-edge")
+        );
+        assert_eq!(dir.card().precision, Precision::F16);
+        assert!(dir.card().provenance.notes.contains("Objective: GAP"));
+        let weights = candle_core::safetensors::load(
+            work.path().join("model/weights.safetensors"),
+            &Device::Cpu,
+        )?;
+        assert!(weights.keys().all(|k| !k.starts_with("gap.")));
+        let loaded = dir.load(&Device::Cpu, Some(DType::F32))?;
+        let e = trainer::evaluate(
+            loaded.encoder.as_ref(),
+            dir.card(),
+            &split.test,
+            64,
+            &Device::Cpu,
+        )?;
+        assert_eq!(e.top1, out.evaluation.top1, "{arch}");
+    }
     Ok(())
 }
 
