@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
@@ -53,12 +53,6 @@ fn config() -> Config {
     }
 }
 
-fn reference_traces(ts: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
-    ts.iter()
-        .filter_map(|(k, v)| k.strip_prefix("trace.").map(|n| (n.to_string(), v.clone())))
-        .collect()
-}
-
 #[test]
 fn fixture_metadata_matches_config() -> Result<()> {
     let bytes = std::fs::read(fixture_path())?;
@@ -100,22 +94,15 @@ fn macs_match_pytorchs_count() -> Result<()> {
 #[test]
 fn every_layer_matches_reference_f32() -> Result<()> {
     let ts = fixture_tensors()?;
-    let want = reference_traces(&ts);
+    let want = common::reference_traces(&ts);
     let model = ScdNet::new(&config(), fixture_vb(DType::F32)?)?;
     let mut trace = Trace::on();
     let logits = model.forward_traced(&ts["input"], false, &mut trace)?;
-    let got: HashSet<&str> = trace.entries().iter().map(|(n, _)| n.as_str()).collect();
-    let expected: HashSet<&str> = want.keys().map(String::as_str).collect();
-    assert_eq!(got, expected, "traced names differ from the reference's");
-    let mut worst = 0f64;
-    for (name, t) in trace.entries() {
-        common::assert_close(name, t, &want[name], common::F32_REL);
-        worst = worst.max(common::rel_err(t, &want[name]));
-    }
+    let worst = common::assert_trace_matches(&trace, &want, common::F32_REL);
     common::assert_close("returned logits", &logits, &want["logits"], common::F32_REL);
     eprintln!(
         "f32 parity: {} layers, worst relative error {worst:.3e}",
-        got.len()
+        want.len()
     );
     Ok(())
 }
@@ -123,7 +110,7 @@ fn every_layer_matches_reference_f32() -> Result<()> {
 #[test]
 fn folded_matches_unfolded_and_reference_in_f32_and_f16() -> Result<()> {
     let ts = fixture_tensors()?;
-    let want = reference_traces(&ts);
+    let want = common::reference_traces(&ts);
     let model = ScdNet::new(&config(), fixture_vb(DType::F32)?)?;
     let folded = model.fold_batch_norm()?;
     let mut t_plain = Trace::on();
@@ -149,11 +136,7 @@ fn folded_matches_unfolded_and_reference_in_f32_and_f16() -> Result<()> {
     let mut t_half = Trace::on();
     let logits = half.forward_traced(&ts["input"], false, &mut t_half)?;
     assert_eq!(logits.dtype(), DType::F16);
-    let mut worst = 0f64;
-    for (name, t) in t_half.entries() {
-        common::assert_close(&format!("{name} (f16)"), t, &want[name], common::F16_REL);
-        worst = worst.max(common::rel_err(t, &want[name]));
-    }
+    let worst = common::assert_trace_matches(&t_half, &want, common::F16_REL);
     eprintln!("folded f16: worst relative error {worst:.3e}");
     Ok(())
 }

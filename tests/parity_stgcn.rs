@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
@@ -47,13 +47,6 @@ fn config() -> Result<Config> {
     Ok(Config::published("ntu25", 60)?)
 }
 
-/// The reference's traces, keyed by name without the `trace.` prefix.
-fn reference_traces(ts: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
-    ts.iter()
-        .filter_map(|(k, v)| k.strip_prefix("trace.").map(|n| (n.to_string(), v.clone())))
-        .collect()
-}
-
 #[test]
 fn fixture_metadata_matches_published_config() -> Result<()> {
     let bytes = std::fs::read(fixture_path())?;
@@ -88,22 +81,15 @@ fn adjacency_equals_reference_buffer() -> Result<()> {
 #[test]
 fn every_layer_matches_reference_f32() -> Result<()> {
     let ts = fixture_tensors()?;
-    let want = reference_traces(&ts);
+    let want = common::reference_traces(&ts);
     let model = StGcn::new(&config()?, fixture_vb(DType::F32)?)?;
     let mut trace = Trace::on();
     let logits = model.forward_traced(&ts["input"], false, &mut trace)?;
-    let got: HashSet<&str> = trace.entries().iter().map(|(n, _)| n.as_str()).collect();
-    let expected: HashSet<&str> = want.keys().map(String::as_str).collect();
-    assert_eq!(got, expected, "traced names differ from the reference's");
-    let mut worst = 0f64;
-    for (name, t) in trace.entries() {
-        common::assert_close(name, t, &want[name], common::F32_REL);
-        worst = worst.max(common::rel_err(t, &want[name]));
-    }
+    let worst = common::assert_trace_matches(&trace, &want, common::F32_REL);
     common::assert_close("returned logits", &logits, &want["logits"], common::F32_REL);
     eprintln!(
         "f32 parity: {} layers, worst relative error {worst:.3e}",
-        got.len()
+        want.len()
     );
     Ok(())
 }
@@ -111,7 +97,7 @@ fn every_layer_matches_reference_f32() -> Result<()> {
 #[test]
 fn folded_matches_unfolded_and_reference() -> Result<()> {
     let ts = fixture_tensors()?;
-    let want = reference_traces(&ts);
+    let want = common::reference_traces(&ts);
     let model = StGcn::new(&config()?, fixture_vb(DType::F32)?)?;
     let folded = model.fold_batch_norm()?;
     let mut t_plain = Trace::on();
@@ -148,7 +134,7 @@ fn folded_matches_unfolded_and_reference() -> Result<()> {
 #[test]
 fn folded_f16_matches_reference() -> Result<()> {
     let ts = fixture_tensors()?;
-    let want = reference_traces(&ts);
+    let want = common::reference_traces(&ts);
     let model = StGcn::new(&config()?, fixture_vb(DType::F16)?)?;
     let folded = model.fold()?;
     let x = ts["input"].to_dtype(DType::F16)?;

@@ -172,3 +172,30 @@ pub fn run_fast(
         .run()
         .unwrap()
 }
+
+/// A PyTorch fixture's traces (`trace.<name>` tensors), keyed by name.
+pub fn reference_traces(ts: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+    ts.iter()
+        .filter_map(|(k, v)| k.strip_prefix("trace.").map(|n| (n.to_string(), v.clone())))
+        .collect()
+}
+
+/// Asserts that `trace` records exactly the reference's names and that
+/// every layer is within `tol` of it; returns the worst relative error.
+pub fn assert_trace_matches(
+    trace: &skelact::model::Trace,
+    want: &HashMap<String, Tensor>,
+    tol: f64,
+) -> f64 {
+    let mut got: Vec<&str> = trace.entries().iter().map(|(n, _)| n.as_str()).collect();
+    let mut expected: Vec<&str> = want.keys().map(String::as_str).collect();
+    got.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(got, expected, "traced names differ from the reference's");
+    let mut worst = 0f64;
+    for (name, t) in trace.entries() {
+        assert_close(name, t, &want[name], tol);
+        worst = worst.max(rel_err(t, &want[name]));
+    }
+    worst
+}
