@@ -195,15 +195,8 @@ fn gap_method_trains_two_steps_and_exports_a_normal_model() -> anyhow::Result<()
             &Device::Cpu,
         )?;
         assert!(weights.keys().all(|k| !k.starts_with("gap.")));
-        let loaded = dir.load(&Device::Cpu, Some(DType::F32))?;
-        let e = trainer::evaluate(
-            loaded.encoder.as_ref(),
-            dir.card(),
-            &split.test,
-            64,
-            &Device::Cpu,
-        )?;
-        assert_eq!(e.top1, out.evaluation.top1, "{arch}");
+        let top1 = common::reloaded_top1(&dir, &split.test, Some(DType::F32))?;
+        assert_eq!(top1, out.evaluation.top1, "{arch}");
     }
     Ok(())
 }

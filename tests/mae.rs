@@ -192,18 +192,11 @@ fn pretrain_then_fine_tune_exports_a_loadable_model() -> anyhow::Result<()> {
         assert!(finite, "{name} has a non-finite value");
     }
     let dir = ModelDir::open(work.path().join("model"))?;
-    let loaded = dir.load(&dev, Some(DType::F32))?;
-    let e = trainer::evaluate(loaded.encoder.as_ref(), dir.card(), &split.test, 64, &dev)?;
-    assert_eq!(e.top1, out.evaluation.top1);
+    let top1 = common::reloaded_top1(&dir, &split.test, Some(DType::F32))?;
+    assert_eq!(top1, out.evaluation.top1);
     // Loaded as stored (f16), it computes in f16 on the f32 windows the
     // evaluation feeds it (`skelact run`'s offline check does the same).
-    let half = dir.load(&dev, None)?;
-    let e16 = trainer::evaluate(half.encoder.as_ref(), dir.card(), &split.test, 64, &dev)?;
-    assert!(
-        (e16.top1 - e.top1).abs() <= 0.2,
-        "{} vs {}",
-        e16.top1,
-        e.top1
-    );
+    let top1_f16 = common::reloaded_top1(&dir, &split.test, None)?;
+    assert!((top1_f16 - top1).abs() <= 0.2, "{top1_f16} vs {top1}");
     Ok(())
 }

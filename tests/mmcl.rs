@@ -444,15 +444,8 @@ fn mmcl_method_trains_two_steps_and_exports_a_skeleton_only_model() -> anyhow::R
             "training-only tensor `{k}` exported"
         );
     }
-    let loaded = dir.load(&Device::Cpu, Some(DType::F32))?;
-    let e = trainer::evaluate(
-        loaded.encoder.as_ref(),
-        dir.card(),
-        &split.test,
-        64,
-        &Device::Cpu,
-    )?;
-    assert_eq!(e.top1, out.evaluation.top1);
+    let top1 = common::reloaded_top1(&dir, &split.test, Some(DType::F32))?;
+    assert_eq!(top1, out.evaluation.top1);
     Ok(())
 }
 

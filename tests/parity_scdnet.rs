@@ -16,22 +16,18 @@ use skelact::model::scdnet::{Config, ScdNet, Widths};
 use skelact::model::{builtin, flops, Encoder, Trace};
 use skelact::Error;
 
+const FIXTURE: &str = "scdnet.safetensors";
+
 fn fixture_path() -> std::path::PathBuf {
-    common::fixtures().join("scdnet.safetensors")
+    common::fixtures().join(FIXTURE)
 }
 
 fn fixture_tensors() -> Result<HashMap<String, Tensor>> {
-    Ok(candle_core::safetensors::load(
-        fixture_path(),
-        &Device::Cpu,
-    )?)
+    common::fixture_tensors(FIXTURE)
 }
 
 fn fixture_vb(dtype: DType) -> Result<VarBuilder<'static>> {
-    // SAFETY: the fixture is not modified while the test runs.
-    let vb =
-        unsafe { VarBuilder::from_mmaped_safetensors(&[fixture_path()], dtype, &Device::Cpu)? };
-    Ok(vb.pp("weight"))
+    common::fixture_weights(FIXTURE, dtype)
 }
 
 /// The configuration gen_scdnet.py's `CFG` describes.

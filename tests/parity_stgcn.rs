@@ -25,22 +25,18 @@ const PUBLISHED_MACS: u64 = 3_646_479_360;
 /// The same for the edge variant.
 const EDGE_MACS: u64 = 612_871_680;
 
+const FIXTURE: &str = "stgcn.safetensors";
+
 fn fixture_path() -> std::path::PathBuf {
-    common::fixtures().join("stgcn.safetensors")
+    common::fixtures().join(FIXTURE)
 }
 
 fn fixture_tensors() -> Result<HashMap<String, Tensor>> {
-    Ok(candle_core::safetensors::load(
-        fixture_path(),
-        &Device::Cpu,
-    )?)
+    common::fixture_tensors(FIXTURE)
 }
 
 fn fixture_vb(dtype: DType) -> Result<VarBuilder<'static>> {
-    // SAFETY: the fixture is not modified while the test runs.
-    let vb =
-        unsafe { VarBuilder::from_mmaped_safetensors(&[fixture_path()], dtype, &Device::Cpu)? };
-    Ok(vb.pp("weight"))
+    common::fixture_weights(FIXTURE, dtype)
 }
 
 fn config() -> Result<Config> {

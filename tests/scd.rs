@@ -277,19 +277,12 @@ fn pretrain_evaluate_then_fine_tune_on_real_clips() -> anyhow::Result<()> {
     let trained = trainer::train_on(&ft, &split, &dev)?;
     assert!(trained.card.provenance.notes.contains("initialised from"));
     let dir = ModelDir::open(work.path().join("model"))?;
-    let loaded = dir.load(&dev, Some(DType::F32))?;
-    let e = trainer::evaluate(loaded.encoder.as_ref(), dir.card(), &split.test, 64, &dev)?;
-    assert_eq!(e.top1, trained.evaluation.top1);
+    let top1 = common::reloaded_top1(&dir, &split.test, Some(DType::F32))?;
+    assert_eq!(top1, trained.evaluation.top1);
     // Loaded as stored (f16), it computes in f16 on the f32 windows the
     // evaluation feeds it (`skelact run`'s offline check does the same).
-    let half = dir.load(&dev, None)?;
-    let e16 = trainer::evaluate(half.encoder.as_ref(), dir.card(), &split.test, 64, &dev)?;
-    assert!(
-        (e16.top1 - e.top1).abs() <= 0.2,
-        "{} vs {}",
-        e16.top1,
-        e.top1
-    );
+    let top1_f16 = common::reloaded_top1(&dir, &split.test, None)?;
+    assert!((top1_f16 - top1).abs() <= 0.2, "{top1_f16} vs {top1}");
     // A file that is not an SCD-Net encoder is refused with a typed error.
     let other = work.path().join("other.safetensors");
     candle_core::safetensors::save(

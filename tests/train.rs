@@ -321,15 +321,8 @@ fn short_run_on_real_clips_trains_evaluates_and_exports() -> anyhow::Result<()> 
     let dir = ModelDir::open(work.path().join("model"))?;
     assert_eq!(dir.card().precision, Precision::F16);
     assert_eq!(dir.card().provenance.metrics["top1"], out.evaluation.top1);
-    let loaded = dir.load(&Device::Cpu, Some(DType::F32))?;
-    let e = trainer::evaluate(
-        loaded.encoder.as_ref(),
-        dir.card(),
-        &split.test,
-        64,
-        &Device::Cpu,
-    )?;
-    assert_eq!(e.top1, out.evaluation.top1);
+    let top1 = common::reloaded_top1(&dir, &split.test, Some(DType::F32))?;
+    assert_eq!(top1, out.evaluation.top1);
     // Resume: a third epoch continues from the checkpoint.
     cfg.epochs = 3;
     let more = trainer::train_on(&cfg, &split, &Device::Cpu)?;

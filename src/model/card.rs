@@ -53,6 +53,19 @@ impl Architecture {
             Architecture::Scdnet(_) => "scdnet",
         }
     }
+
+    /// Channels of the feature map [`crate::model::Encoder::forward_with_features`]
+    /// returns (the last block's width), for objectives that pool it (GAP,
+    /// MMCL); `None` for an encoder that does not expose one.
+    pub fn feature_channels(&self) -> Option<usize> {
+        match self {
+            Architecture::Ctrgcn(c) => Some(c.out_channels()),
+            Architecture::Stgcn(c) => Some(c.out_channels()),
+            Architecture::Skeletonmae(c) => Some(c.backbone.out_channels()),
+            Architecture::Scdnet(c) => Some(c.widths.out_channels()),
+            Architecture::Efficientgcn(_) => None,
+        }
+    }
 }
 
 /// Which skeleton the model reads.

@@ -199,3 +199,41 @@ pub fn assert_trace_matches(
     }
     worst
 }
+
+/// Top-1 of the model directory `dir` on `clips`, loaded in `dtype`
+/// (`None`: as stored) and scored by the trainer's evaluation path on the
+/// CPU, as a user's `skelact eval` would.
+#[cfg(feature = "train")]
+pub fn reloaded_top1(
+    dir: &skelact::model::ModelDir,
+    clips: &[skelact::source::Clip],
+    dtype: Option<DType>,
+) -> anyhow::Result<f64> {
+    let loaded = dir.load(&Device::Cpu, dtype)?;
+    let e = skelact::train::trainer::evaluate(
+        loaded.encoder.as_ref(),
+        dir.card(),
+        clips,
+        64,
+        &Device::Cpu,
+    )?;
+    Ok(e.top1)
+}
+
+/// Every tensor of the fixture file `file` (in `tests/fixtures/`).
+pub fn fixture_tensors(file: &str) -> anyhow::Result<HashMap<String, Tensor>> {
+    Ok(candle_core::safetensors::load(
+        fixtures().join(file),
+        &Device::Cpu,
+    )?)
+}
+
+/// A builder over the `weight.*` tensors of the fixture file `file`, as
+/// the PyTorch generators store a reference's state dict.
+pub fn fixture_weights(file: &str, dtype: DType) -> anyhow::Result<VarBuilder<'static>> {
+    // SAFETY: the fixture is not modified while the test runs.
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(&[fixtures().join(file)], dtype, &Device::Cpu)?
+    };
+    Ok(vb.pp("weight"))
+}

@@ -63,18 +63,9 @@ impl Gap {
         device: &Device,
         seed: u64,
     ) -> Result<Self> {
-        let c_feat = match arch {
-            Architecture::Ctrgcn(c) => c.out_channels(),
-            Architecture::Stgcn(c) => c.out_channels(),
-            Architecture::Skeletonmae(c) => c.backbone.out_channels(),
-            Architecture::Scdnet(c) => c.widths.out_channels(),
-            Architecture::Efficientgcn(_) => {
-                return Err(Error::config(
-                    "method",
-                    "GAP needs a CTR-GCN or ST-GCN backbone",
-                ))
-            }
-        };
+        let c_feat = arch
+            .feature_channels()
+            .ok_or_else(|| Error::config("method", "GAP needs a CTR-GCN or ST-GCN backbone"))?;
         let layout = Layout::by_name(bench.layout())?;
         let desc = Descriptions::for_benchmark(bench)?;
         let model_dir = text::resolve_model_dir(text_model)?;

@@ -117,16 +117,8 @@ pub struct Mmcl {
 
 /// The last block's width of a backbone that exposes its feature map.
 pub fn feature_channels(arch: &Architecture) -> Result<usize> {
-    match arch {
-        Architecture::Ctrgcn(c) => Ok(c.out_channels()),
-        Architecture::Stgcn(c) => Ok(c.out_channels()),
-        Architecture::Skeletonmae(c) => Ok(c.backbone.out_channels()),
-        Architecture::Scdnet(c) => Ok(c.widths.out_channels()),
-        Architecture::Efficientgcn(_) => Err(Error::config(
-            "method",
-            "MMCL needs a CTR-GCN or ST-GCN backbone",
-        )),
-    }
+    arch.feature_channels()
+        .ok_or_else(|| Error::config("method", "MMCL needs a CTR-GCN or ST-GCN backbone"))
 }
 
 /// The modules of a run with `classes` classes, a `c_feat`-wide backbone,
