@@ -156,6 +156,9 @@ fn pretrain_then_fine_tune_exports_a_loadable_model() -> anyhow::Result<()> {
     )?;
     assert_eq!(pre.losses.len(), 1);
     assert!(pre.losses[0].is_finite() && pre.losses[0] > 0.0);
+    let csv = std::fs::read_to_string(work.path().join("pre").join(mae::METRICS_CSV))?;
+    assert_eq!(csv, format!("epoch,loss\n1,{:.6}\n", pre.losses[0]));
+    common::assert_plot(&work.path().join("pre").join(mae::CURVES_PNG), 800, 500);
     // The pretrained file initialises exactly the fine-tuned network's GIN.
     let card = trainer::training_card(&base)?;
     let skelact::model::card::Architecture::Skeletonmae(cfg) = &card.architecture else {

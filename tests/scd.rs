@@ -18,7 +18,9 @@ use skelact::model::ModelDir;
 use skelact::skeleton::Layout;
 use skelact::train::scd::encoder::{EncoderConfig, ScdEncoder};
 use skelact::train::scd::eval::knn_top1;
-use skelact::train::scd::loss::{info_nce, l2_normalize, scd_loss, Projections, QueueTensors};
+use skelact::train::scd::loss::{
+    chance_level, info_nce, l2_normalize, scd_loss, Projections, QueueTensors,
+};
 use skelact::train::scd::momentum::momentum_update;
 use skelact::train::scd::queue::Queue;
 use skelact::train::scd::view::crop_indices;
@@ -52,6 +54,20 @@ fn info_nce_with_a_queue_matches_hand_computation() -> anyhow::Result<()> {
     let want = (row(1.0, &[0.0, -1.0]) + row(0.0, &[1.0, 0.0])) / 2.0;
     let got = scalar(&info_nce(&q, &k, &queue, tau)?);
     assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    Ok(())
+}
+
+#[test]
+fn a_query_that_sees_nothing_scores_the_chance_level() -> anyhow::Result<()> {
+    // q orthogonal to its key and to all three negatives: every logit is 0,
+    // and the term is ln(1 + K) whatever the temperature.
+    let q = t(&[&[1.0, 0.0, 0.0]]);
+    let k = t(&[&[0.0, 1.0, 0.0]]);
+    let queue = t(&[&[0.0, 0.0, 1.0], &[0.0, -1.0, 0.0], &[0.0, 0.0, -1.0]]);
+    let got = scalar(&info_nce(&q, &k, &queue, 0.07)?);
+    let want = chance_level(3);
+    assert!((want - 4f64.ln()).abs() < 1e-12);
+    assert!((got - want).abs() < 1e-6, "{got} vs {want}");
     Ok(())
 }
 
@@ -238,6 +254,21 @@ fn pretrain_evaluate_then_fine_tune_on_real_clips() -> anyhow::Result<()> {
     let out = scd::pretrain(&cfg, &split, &Device::Cpu)?;
     assert_eq!(out.losses.len(), 2);
     assert!(out.losses.iter().all(|l| l.is_finite() && *l > 0.0));
+    // The history: the four terms per epoch sum to the loss, and the CSV
+    // and the curves beside the weights carry them.
+    assert_eq!(out.term_losses.len(), 2);
+    for (l, t) in out.losses.iter().zip(&out.term_losses) {
+        assert!((t.iter().sum::<f64>() - l).abs() < 1e-9, "{t:?} vs {l}");
+    }
+    let csv = std::fs::read_to_string(work.path().join("scd").join(scd::METRICS_CSV))?;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "epoch,loss,temporal-instance,spatial-instance,instance-temporal,instance-spatial"
+    );
+    assert_eq!(lines.len(), 3);
+    assert!(lines[2].starts_with("2,"));
+    common::assert_plot(&work.path().join("scd").join(scd::CURVES_PNG), 800, 500);
     assert!((0.0..=1.0).contains(&out.linear_top1));
     assert!((0.0..=1.0).contains(&out.knn_top1));
     assert!(out.weights.exists());

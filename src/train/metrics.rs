@@ -149,17 +149,23 @@ pub fn parse_confusion(report: &str) -> Option<Vec<Vec<usize>>> {
     (k > 0 && rows.iter().all(|r| r.len() == k)).then_some(rows)
 }
 
-/// Writes `epoch,loss` rows (epochs from 1) to `path`: the loss history of
-/// a pretraining run.
-pub fn write_epoch_losses(path: &std::path::Path, losses: &[f64]) -> crate::Result<()> {
+/// Writes the loss history of a pretraining run to `path`: a header
+/// `epoch,<columns>`, then one row per epoch (from 1), each with one value
+/// per column.
+pub fn write_epoch_losses(
+    path: &std::path::Path,
+    columns: &[&str],
+    rows: &[Vec<f64>],
+) -> crate::Result<()> {
     use std::io::Write;
     let io = |e| crate::Error::io(path, e);
-    let mut f = std::fs::File::create(path).map_err(io)?;
-    writeln!(f, "epoch,loss").map_err(io)?;
-    for (i, l) in losses.iter().enumerate() {
-        writeln!(f, "{},{l:.6}", i + 1).map_err(io)?;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    writeln!(f, "epoch,{}", columns.join(",")).map_err(io)?;
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row.iter().map(|l| format!("{l:.6}")).collect();
+        writeln!(f, "{},{}", i + 1, cells.join(",")).map_err(io)?;
     }
-    Ok(())
+    f.flush().map_err(io)
 }
 
 #[cfg(test)]

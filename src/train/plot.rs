@@ -92,7 +92,7 @@ fn draw_curves(history: &[EpochRecord], title: &str, path: &Path) -> DrawResult 
         .configure_mesh()
         .x_desc("epoch")
         .y_desc("cross-entropy")
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_label_formatter(&epoch_label)
         .y_label_formatter(&|y| format!("{y:.1}"))
         .light_line_style(RGBColor(238, 238, 238))
         .label_style((FAMILY, 13))
@@ -136,7 +136,7 @@ fn draw_curves(history: &[EpochRecord], title: &str, path: &Path) -> DrawResult 
         .configure_mesh()
         .x_desc("epoch")
         .y_desc("%")
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_label_formatter(&epoch_label)
         .y_label_formatter(&|y| format!("{y:.0}"))
         .light_line_style(RGBColor(238, 238, 238))
         .label_style((FAMILY, 13))
@@ -167,6 +167,124 @@ fn draw_curves(history: &[EpochRecord], title: &str, path: &Path) -> DrawResult 
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
+        .label_font((FAMILY, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// One named curve of [`loss_curves`]: its value per epoch (from 1).
+pub struct Curve<'a> {
+    /// Legend text.
+    pub name: &'a str,
+    /// One value per epoch.
+    pub values: &'a [f64],
+}
+
+/// Writes the loss curves of a pretraining run to `path`: each curve
+/// against the epoch, and where given a dashed horizontal reference line
+/// (`reference = (legend, y)`), such as a contrastive loss's chance level.
+pub fn loss_curves(
+    curves: &[Curve],
+    reference: Option<(&str, f64)>,
+    title: &str,
+    y_desc: &str,
+    path: &Path,
+) -> Result<()> {
+    ensure_font()?;
+    draw_loss_curves(curves, reference, title, y_desc, path).map_err(plot_error(path))
+}
+
+/// An epoch axis label: whole epochs only (plotters puts ticks between
+/// them when a run has few epochs).
+fn epoch_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-6 {
+        format!("{x:.0}")
+    } else {
+        String::new()
+    }
+}
+
+/// The curves' palette: the first four of Tableau's ten colours.
+const PALETTE: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+];
+
+fn draw_loss_curves(
+    curves: &[Curve],
+    reference: Option<(&str, f64)>,
+    title: &str,
+    y_desc: &str,
+    path: &Path,
+) -> DrawResult {
+    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, (FAMILY, 20))?;
+    let last = curves
+        .iter()
+        .map(|c| c.values.len())
+        .max()
+        .unwrap_or(1)
+        .max(2) as f64;
+    let finite = curves
+        .iter()
+        .flat_map(|c| c.values.iter().copied())
+        .chain(reference.map(|r| r.1))
+        .filter(|y| y.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| {
+        (lo.min(y), hi.max(y))
+    });
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let pad = ((hi - lo) * 0.08).max(1e-3);
+    let mut chart = ChartBuilder::on(&root)
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(1f64..last, (lo - pad)..(hi + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .x_label_formatter(&epoch_label)
+        .y_label_formatter(&|y| format!("{y:.2}"))
+        .light_line_style(RGBColor(238, 238, 238))
+        .label_style((FAMILY, 13))
+        .axis_desc_style((FAMILY, 14))
+        .draw()?;
+    for (i, c) in curves.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let pts: Vec<(f64, f64)> = c
+            .values
+            .iter()
+            .enumerate()
+            .map(|(e, &y)| ((e + 1) as f64, y))
+            .filter(|p| p.1.is_finite())
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts, colour.stroke_width(2)))?
+            .label(c.name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+    }
+    if let Some((name, y)) = reference {
+        let grey = RGBColor(110, 110, 110);
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(1.0, y), (last, y)],
+                8,
+                5,
+                grey.stroke_width(1),
+            ))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(1)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .label_font((FAMILY, 13))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
@@ -290,5 +408,12 @@ mod tests {
         assert_eq!(heat(0.0), RGBColor(255, 255, 255));
         assert_eq!(heat(1.0), RGBColor(8, 48, 107));
         assert_eq!(heat(7.0), heat(1.0));
+    }
+
+    #[test]
+    fn epoch_axis_labels_whole_epochs_only() {
+        assert_eq!(epoch_label(&3.0), "3");
+        assert_eq!(epoch_label(&2.5), "");
+        assert_eq!(epoch_label(&1.9999999), "2");
     }
 }

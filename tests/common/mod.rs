@@ -237,3 +237,23 @@ pub fn fixture_weights(file: &str, dtype: DType) -> anyhow::Result<VarBuilder<'s
     };
     Ok(vb.pp("weight"))
 }
+
+/// Asserts that `path` is a `width x height` PNG with something drawn on
+/// it (more than one colour): a plot the trainer wrote.
+#[cfg(feature = "train")]
+pub fn assert_plot(path: &Path, width: usize, height: usize) {
+    let img =
+        skelact::pose::image::read_png(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        (img.width, img.height),
+        (width, height),
+        "{}",
+        path.display()
+    );
+    let first = &img.rgb[..3];
+    assert!(
+        img.rgb.chunks(3).any(|p| p != first),
+        "{} is one colour",
+        path.display()
+    );
+}

@@ -65,6 +65,28 @@ pub struct MaeOutcome {
 /// The pretrained weights' default file name in the work directory.
 pub const WEIGHTS: &str = "mae.safetensors";
 
+/// The pretraining loss history's file in the work directory.
+pub const METRICS_CSV: &str = "mae-metrics.csv";
+/// The loss curve against the epoch.
+pub const CURVES_PNG: &str = "mae-curves.png";
+
+/// Writes [`METRICS_CSV`] and [`CURVES_PNG`] into `dir`.
+fn write_history(dir: &std::path::Path, losses: &[f64], beta: f64) -> Result<()> {
+    let rows: Vec<Vec<f64>> = losses.iter().map(|l| vec![*l]).collect();
+    crate::train::metrics::write_epoch_losses(&dir.join(METRICS_CSV), &["loss"], &rows)?;
+    let name = format!("scaled cosine error, beta {beta}");
+    crate::train::plot::loss_curves(
+        &[crate::train::plot::Curve {
+            name: &name,
+            values: losses,
+        }],
+        None,
+        "SkeletonMAE pretraining: masked joints' reconstruction",
+        "loss",
+        &dir.join(CURVES_PNG),
+    )
+}
+
 /// Runs pretraining on the training clips of `split`.
 pub fn pretrain(cfg: &MaeConfig, split: &Split, device: &Device) -> Result<MaeOutcome> {
     let card = trainer::training_card(&cfg.base)?;
@@ -140,7 +162,7 @@ pub fn pretrain(cfg: &MaeConfig, split: &Split, device: &Device) -> Result<MaeOu
             t0.elapsed().as_secs_f64()
         );
         losses.push(mean);
-        crate::train::metrics::write_epoch_losses(&dir.join("mae-metrics.csv"), &losses)?;
+        write_history(dir, &losses, cfg.beta)?;
         varmap.save(&out)?;
     }
     Ok(MaeOutcome {

@@ -61,19 +61,49 @@ pub struct QueueTensors<'a> {
     pub instance: &'a Tensor,
 }
 
-/// The sum of SCD-Net's four terms: (q_t, k_i), (q_s, k_i), (q_i, k_t),
+/// The four terms' names, in the order of [`scd_terms`]: query kind,
+/// then key kind.
+pub const TERM_NAMES: [&str; 4] = [
+    "temporal-instance",
+    "spatial-instance",
+    "instance-temporal",
+    "instance-spatial",
+];
+
+/// SCD-Net's four terms, scalars each: (q_t, k_i), (q_s, k_i), (q_i, k_t),
 /// (q_i, k_s), each against the queue of its key's kind.
+pub fn scd_terms(
+    q: &Projections,
+    k: &Projections,
+    queues: &QueueTensors,
+    tau: f64,
+) -> Result<[Tensor; 4]> {
+    Ok([
+        info_nce(&q.temporal, &k.instance, queues.instance, tau)?,
+        info_nce(&q.spatial, &k.instance, queues.instance, tau)?,
+        info_nce(&q.instance, &k.temporal, queues.temporal, tau)?,
+        info_nce(&q.instance, &k.spatial, queues.spatial, tau)?,
+    ])
+}
+
+/// The sum of [`scd_terms`]: SCD-Net's objective.
 pub fn scd_loss(
     q: &Projections,
     k: &Projections,
     queues: &QueueTensors,
     tau: f64,
 ) -> Result<Tensor> {
-    let terms = [
-        info_nce(&q.temporal, &k.instance, queues.instance, tau)?,
-        info_nce(&q.spatial, &k.instance, queues.instance, tau)?,
-        info_nce(&q.instance, &k.temporal, queues.temporal, tau)?,
-        info_nce(&q.instance, &k.spatial, queues.spatial, tau)?,
-    ];
-    Ok((((&terms[0] + &terms[1])? + &terms[2])? + &terms[3])?)
+    sum_terms(&scd_terms(q, k, queues, tau)?)
+}
+
+/// `t[0] + t[1] + t[2] + t[3]`.
+pub fn sum_terms(t: &[Tensor; 4]) -> Result<Tensor> {
+    Ok((((&t[0] + &t[1])? + &t[2])? + &t[3])?)
+}
+
+/// What one term scores when the query cannot tell its key from the `k`
+/// negatives (all logits equal): `ln(1 + k)`. A term that climbs back to
+/// it has collapsed.
+pub fn chance_level(k: usize) -> f64 {
+    (1.0 + k as f64).ln()
 }

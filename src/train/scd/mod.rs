@@ -21,7 +21,7 @@ pub mod momentum;
 pub mod queue;
 pub mod view;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -31,10 +31,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use self::encoder::{EncoderConfig, ScdEncoder};
-use self::loss::{scd_loss, QueueTensors};
+use self::loss::{scd_terms, sum_terms, QueueTensors, TERM_NAMES};
 use self::queue::Queue;
 use super::data::Split;
 use super::optim::Schedule;
+use super::plot::Curve;
 use super::trainer::{self, TrainConfig};
 use crate::model::ModelCard;
 use crate::train::backend::seeded_var_builder;
@@ -63,8 +64,10 @@ pub struct ScdConfig {
 /// What a run measured.
 #[derive(Debug, Clone)]
 pub struct ScdOutcome {
-    /// Mean loss per epoch.
+    /// Mean loss per epoch (the sum of the four terms).
     pub losses: Vec<f64>,
+    /// Each term's mean per epoch, in the order of [`loss::TERM_NAMES`].
+    pub term_losses: Vec<[f64; 4]>,
     /// Linear evaluation top-1 on the test split.
     pub linear_top1: f64,
     /// kNN (k = 1, cosine) top-1 on the test split.
@@ -92,6 +95,44 @@ fn build(cfg: &ScdConfig, card: &ModelCard, vm: &VarMap, device: &Device) -> Res
 fn batch_input(views: &[Prepared], card: &ModelCard, device: &Device) -> Result<Tensor> {
     let refs: Vec<&Prepared> = views.iter().collect();
     window::to_input(&refs, card, device)
+}
+
+/// The pretraining loss history's file in the work directory: `epoch,loss`
+/// and the four terms.
+pub const METRICS_CSV: &str = "scd-metrics.csv";
+/// The four terms' curves against the epoch, with their chance level.
+pub const CURVES_PNG: &str = "scd-curves.png";
+
+/// Writes [`METRICS_CSV`] and [`CURVES_PNG`] into `dir`.
+fn write_history(dir: &Path, losses: &[f64], terms: &[[f64; 4]], queue_len: usize) -> Result<()> {
+    let mut columns = vec!["loss"];
+    columns.extend(TERM_NAMES);
+    let rows: Vec<Vec<f64>> = losses
+        .iter()
+        .zip(terms)
+        .map(|(l, t)| std::iter::once(*l).chain(t.iter().copied()).collect())
+        .collect();
+    crate::train::metrics::write_epoch_losses(&dir.join(METRICS_CSV), &columns, &rows)?;
+    let per_term: Vec<Vec<f64>> = (0..4)
+        .map(|j| terms.iter().map(|t| t[j]).collect())
+        .collect();
+    let curves: Vec<Curve> = TERM_NAMES
+        .iter()
+        .zip(&per_term)
+        .map(|(name, values)| Curve {
+            name,
+            values: values.as_slice(),
+        })
+        .collect();
+    let chance = loss::chance_level(queue_len);
+    let legend = format!("chance, ln(1 + {queue_len}) = {chance:.2}");
+    crate::train::plot::loss_curves(
+        &curves,
+        Some((&legend, chance)),
+        "SCD-Net pretraining: InfoNCE per term (query-key)",
+        "InfoNCE",
+        &dir.join(CURVES_PNG),
+    )
 }
 
 /// Pretrains on the training clips of `split`, then runs linear
@@ -143,6 +184,7 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
     let bs = cfg.base.batch_size.max(2);
     let steps = per_epoch.div_ceil(bs);
     let mut losses = Vec::new();
+    let mut term_losses = Vec::new();
     let started = Instant::now();
     for epoch in 0..cfg.base.epochs {
         let t0 = Instant::now();
@@ -154,7 +196,7 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
         );
         let mut order: Vec<usize> = (0..per_epoch).map(|i| i % n_train).collect();
         order.shuffle(&mut rng);
-        let mut sum = 0.0;
+        let mut sum = [0.0; 4];
         for (step, batch) in order.chunks(bs).enumerate() {
             opt.set_lr(schedule.lr(epoch as f64 + step as f64 / steps as f64));
             let mut vq_views = Vec::with_capacity(batch.len());
@@ -177,7 +219,7 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
                 queues[1].tensor(device)?,
                 queues[2].tensor(device)?,
             );
-            let loss = scd_loss(
+            let terms = scd_terms(
                 &q,
                 &k,
                 &QueueTensors {
@@ -187,17 +229,21 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
                 },
                 cfg.temperature,
             )?;
-            let l = crate::train::loss::finite_scalar(&loss, || {
+            let loss = sum_terms(&terms)?;
+            crate::train::loss::finite_scalar(&loss, || {
                 format!("SCD-Net loss at epoch {} step {step}", epoch + 1)
             })?;
+            for (s, t) in sum.iter_mut().zip(&terms) {
+                *s += t.to_scalar::<f32>()? as f64 * batch.len() as f64;
+            }
             opt.step(&loss.backward()?, 1.0)?;
             momentum::momentum_update(&vk, &vq, cfg.momentum)?;
             queues[0].enqueue(&k.temporal)?;
             queues[1].enqueue(&k.spatial)?;
             queues[2].enqueue(&k.instance)?;
-            sum += l * batch.len() as f64;
         }
-        let mean = sum / per_epoch as f64;
+        let epoch_terms = sum.map(|s| s / per_epoch as f64);
+        let mean: f64 = epoch_terms.iter().sum();
         log::info!(
             "SCD-Net epoch {:>3}/{} lr {:.5} loss {:.4} ({:.1} s)",
             epoch + 1,
@@ -207,7 +253,8 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
             t0.elapsed().as_secs_f64()
         );
         losses.push(mean);
-        crate::train::metrics::write_epoch_losses(&dir.join("scd-metrics.csv"), &losses)?;
+        term_losses.push(epoch_terms);
+        write_history(dir, &losses, &term_losses, cfg.queue_len)?;
         vq.save(&out)?;
     }
     let wall_s = started.elapsed().as_secs_f64();
@@ -227,6 +274,7 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
     );
     Ok(ScdOutcome {
         losses,
+        term_losses,
         linear_top1,
         knn_top1,
         wall_s,
