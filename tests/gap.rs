@@ -21,7 +21,7 @@ use skelact::model::ModelDir;
 use skelact::skeleton::Layout;
 use skelact::train::gap::text::{resolve_model_dir, SentenceEncoder, TEXT_MODEL_ENV};
 use skelact::train::gap::{head, Gap, TextBank};
-use skelact::train::{backend, data, trainer, Benchmark, Method, TrainConfig};
+use skelact::train::{backend, config, data, trainer, Benchmark, Method, TrainConfig};
 
 /// The sentence encoder against `transformers` + PyTorch in f32.
 const ENCODER_ABS: f64 = 1e-4;
@@ -85,7 +85,7 @@ fn every_gap_head_parameter_receives_a_gradient() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let mut cfg = TrainConfig::nwucla("../shared/data".into(), std::env::temp_dir(), 1);
     cfg.frames = 8;
-    let card = trainer::training_card(&cfg)?;
+    let card = config::training_card(&cfg)?;
     let varmap = VarMap::new();
     let (vb, _backend) = backend::var_builder(&varmap, &card.architecture, &dev, 1);
     let model = build_encoder(&card.architecture, vb)?;

@@ -18,7 +18,7 @@ use skelact::train::mae::loss::scaled_cosine_error;
 use skelact::train::mae::mask::MaskStrategy;
 use skelact::train::mae::model::MaskedAutoencoder;
 use skelact::train::mae::{self, MaeConfig};
-use skelact::train::{data, init, trainer, Benchmark, TrainConfig};
+use skelact::train::{config, data, init, trainer, Benchmark, TrainConfig};
 
 #[test]
 fn gin_autoencoder_and_loss_match_pytorch() -> anyhow::Result<()> {
@@ -160,7 +160,7 @@ fn pretrain_then_fine_tune_exports_a_loadable_model() -> anyhow::Result<()> {
     assert_eq!(csv, format!("epoch,loss\n1,{:.6}\n", pre.losses[0]));
     common::assert_plot(&work.path().join("pre").join(mae::CURVES_PNG), 800, 500);
     // The pretrained file initialises exactly the fine-tuned network's GIN.
-    let card = trainer::training_card(&base)?;
+    let card = config::training_card(&base)?;
     let skelact::model::card::Architecture::Skeletonmae(cfg) = &card.architecture else {
         panic!("not a SkeletonMAE card");
     };

@@ -22,7 +22,7 @@ use skelact::train::mmcl::{
     align, build_modules, nt_xent, pair_frames, DepthEncoder, DepthStore, Refinement,
     TeacherFeatures,
 };
-use skelact::train::{data, trainer, Benchmark, Method, TrainConfig};
+use skelact::train::{config, data, trainer, Benchmark, Method, TrainConfig};
 use skelact::Error;
 
 /// Losses and small outputs against exact arithmetic in f64.
@@ -263,7 +263,7 @@ fn skeleton_windows_pair_with_depth_frames_of_the_same_clip_and_time() -> anyhow
     let mut cfg = TrainConfig::nwucla(root.clone(), std::env::temp_dir(), 1);
     cfg.benchmark = Benchmark::UtdCrossSubject;
     cfg.frames = 20;
-    let card = trainer::training_card(&cfg)?;
+    let card = config::training_card(&cfg)?;
     let k = 5;
     for clip in clips {
         // The skeleton window is the supervised one (same RNG draws).
@@ -381,7 +381,7 @@ fn inertial_teacher_summarizes_the_wearable_sensor() -> anyhow::Result<()> {
 
 #[test]
 fn mmcl_needs_utd_mhad() -> anyhow::Result<()> {
-    let arch = trainer::training_card(&TrainConfig::nwucla(
+    let arch = config::training_card(&TrainConfig::nwucla(
         "../shared/data".into(),
         std::env::temp_dir(),
         1,

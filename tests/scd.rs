@@ -25,7 +25,7 @@ use skelact::train::scd::momentum::momentum_update;
 use skelact::train::scd::queue::Queue;
 use skelact::train::scd::view::crop_indices;
 use skelact::train::scd::{self, ScdConfig};
-use skelact::train::{data, init, trainer, Benchmark, TrainConfig};
+use skelact::train::{config, data, init, trainer, Benchmark, TrainConfig};
 
 fn t(rows: &[&[f32]]) -> Tensor {
     let d = rows[0].len();
@@ -287,7 +287,7 @@ fn pretrain_evaluate_then_fine_tune_on_real_clips() -> anyhow::Result<()> {
     ft.work_dir = work.path().join("ft");
     ft.out = Some(work.path().join("model"));
     ft.name = "scdnet-test".into();
-    let card = trainer::training_card(&ft)?;
+    let card = config::training_card(&ft)?;
     let Architecture::Scdnet(arch) = &card.architecture else {
         panic!("not an SCD-Net card");
     };

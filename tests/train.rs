@@ -22,7 +22,7 @@ use skelact::train::augment::{self, AugmentConfig};
 use skelact::train::loss::cross_entropy_smoothed;
 use skelact::train::masking;
 use skelact::train::optim::{AdamW, Param, Schedule, Sgd};
-use skelact::train::{backend, data, trainer, Benchmark, TrainConfig};
+use skelact::train::{backend, config, data, history, trainer, Benchmark, TrainConfig};
 use skelact::window::{self, PoseSeq, PrepareOptions};
 
 /// Exact to f32 rounding of a few operations.
@@ -46,7 +46,7 @@ fn random_input(n: usize, t: usize, seed: u64) -> Tensor {
 #[test]
 fn edge_model_overfits_a_tiny_batch() -> anyhow::Result<()> {
     let dev = Device::Cpu;
-    let card = trainer::training_card(&tiny_config(12))?;
+    let card = config::training_card(&tiny_config(12))?;
     let varmap = VarMap::new();
     let (vb, _backend) = backend::var_builder(&varmap, &card.architecture, &dev, 1);
     let model = build_encoder(&card.architecture, vb)?;
@@ -81,7 +81,7 @@ fn edge_model_overfits_a_tiny_batch() -> anyhow::Result<()> {
 #[test]
 fn every_parameter_receives_a_gradient() -> anyhow::Result<()> {
     let dev = Device::Cpu;
-    let card = trainer::training_card(&tiny_config(8))?;
+    let card = config::training_card(&tiny_config(8))?;
     // Plain VarMap: every tensor of the architecture is a variable.
     let varmap = VarMap::new();
     let model = build_encoder(
@@ -133,7 +133,7 @@ fn every_parameter_receives_a_gradient() -> anyhow::Result<()> {
 #[test]
 fn batch_norm_statistics_are_saved_variables() -> anyhow::Result<()> {
     let dev = Device::Cpu;
-    let card = trainer::training_card(&tiny_config(8))?;
+    let card = config::training_card(&tiny_config(8))?;
     let varmap = VarMap::new();
     let (vb, _backend) = backend::var_builder(&varmap, &card.architecture, &dev, 1);
     let model = build_encoder(&card.architecture, vb)?;
@@ -249,7 +249,7 @@ fn schedule_warms_up_and_decays() {
 #[test]
 fn model_input_centers_and_scales() -> anyhow::Result<()> {
     let dev = Device::Cpu;
-    let card = trainer::training_card(&tiny_config(10))?;
+    let card = config::training_card(&tiny_config(10))?;
     assert_eq!(card.normalization, Normalization::CenterFirstFrameMinMax);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let joints: Vec<f32> = (0..7 * 20 * 3)
@@ -392,7 +392,7 @@ fn synthetic_clip(frames: usize) -> skelact::source::Clip {
 fn window_sampling_takes_consecutive_frames_and_records_the_contract() -> anyhow::Result<()> {
     let mut cfg = tiny_config(10);
     cfg.sampling = Sampling::Window;
-    let card = trainer::training_card(&cfg)?;
+    let card = config::training_card(&cfg)?;
     assert_eq!(card.temporal.sampling, Sampling::Window);
     let aug = AugmentConfig::none();
     let mut rng = ChaCha8Rng::seed_from_u64(4);
@@ -425,7 +425,7 @@ fn window_models_are_evaluated_over_the_streams_windows() -> anyhow::Result<()> 
     let dev = Device::Cpu;
     let mut cfg = tiny_config(10);
     cfg.sampling = Sampling::Window;
-    let card = trainer::training_card(&cfg)?;
+    let card = config::training_card(&cfg)?;
     let varmap = VarMap::new();
     let (vb, _backend) = backend::var_builder(&varmap, &card.architecture, &dev, 1);
     let model = build_encoder(&card.architecture, vb)?;
@@ -453,7 +453,7 @@ fn window_models_are_evaluated_over_the_streams_windows() -> anyhow::Result<()> 
 
 #[test]
 fn training_samples_are_deterministic_per_seed() -> anyhow::Result<()> {
-    let card = trainer::training_card(&tiny_config(10))?;
+    let card = config::training_card(&tiny_config(10))?;
     let clip = synthetic_clip(6);
     let aug = AugmentConfig::default();
     let a = trainer::train_sample(&clip, &card, &aug, &mut ChaCha8Rng::seed_from_u64(9))?;
@@ -528,7 +528,7 @@ fn adamw_steps_match_the_formula() -> anyhow::Result<()> {
 #[test]
 fn edge_model_overfits_a_tiny_batch_with_adamw() -> anyhow::Result<()> {
     let dev = Device::Cpu;
-    let card = trainer::training_card(&tiny_config(12))?;
+    let card = config::training_card(&tiny_config(12))?;
     let varmap = VarMap::new();
     let (vb, _backend) = backend::var_builder(&varmap, &card.architecture, &dev, 1);
     let model = build_encoder(&card.architecture, vb)?;
@@ -698,7 +698,7 @@ fn plots_are_png_files_of_the_shipped_run() -> anyhow::Result<()> {
     let model = std::path::Path::new("models/ctrgcn-edge-nwucla");
     let card = ModelDir::open(model)?;
     let metrics = &card.card().provenance.metrics;
-    let history = trainer::read_metrics(&model.join("metrics.csv"))?;
+    let history = history::read_metrics(&model.join("metrics.csv"))?;
     // One row per epoch, the last one evaluated with the shipped weights.
     assert_eq!(history.len() as f64, metrics["epochs"]);
     let last = history.last().expect("rows");

@@ -24,7 +24,11 @@
 //!   streams (CTR-GCN's four-stream ensemble).
 //! - [`plot`]: PNG loss/accuracy curves and confusion heatmaps.
 //! - [`backend`]: the training weight source (pre-BN biases frozen).
-//! - [`trainer`]: the loop, checkpoints, metrics CSV, export.
+//! - [`config`]: a run's settings ([`TrainConfig`], [`Method`]) and the
+//!   model card it trains.
+//! - [`trainer`]: the loop, checkpoints, evaluation, export.
+//! - [`history`]: the per-epoch records of `metrics.csv` and the plots drawn
+//!   from them.
 //! - [`gap`]: GAP's text descriptions, sentence encoder, part head and
 //!   multi-part contrastive loss (`Method::Gap`).
 //! - [`mmcl`]: MMCL co-learning with UTD-MHAD's depth video: depth
@@ -39,11 +43,13 @@
 
 pub mod augment;
 pub mod backend;
+pub mod config;
 pub mod data;
 pub mod distill;
 pub mod ema;
 pub mod fusion;
 pub mod gap;
+pub mod history;
 pub mod init;
 pub mod loss;
 pub mod mae;
@@ -55,5 +61,6 @@ pub mod plot;
 pub mod scd;
 pub mod trainer;
 
+pub use config::{Method, TrainConfig};
 pub use data::{Benchmark, Split};
-pub use trainer::{evaluate, train, train_on, Method, TrainConfig, TrainOutcome};
+pub use trainer::{evaluate, train, train_on, TrainOutcome};

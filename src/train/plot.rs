@@ -15,7 +15,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 
-use super::trainer::EpochRecord;
+use super::history::EpochRecord;
 use crate::{Error, Result};
 
 /// DejaVu Sans, embedded.

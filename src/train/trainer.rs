@@ -12,18 +12,15 @@
 //! losses ([`super::mmcl`]; its modules checkpointed as
 //! `mmcl.safetensors`, never exported).
 //!
-//! The recipe defaults follow CTR-GCN's NW-UCLA configuration
-//! (`config/ucla/default.yaml`: SGD Nesterov 0.9, lr 0.1, batch 16, weight
-//! decay 1e-4, 5 warm-up epochs, the training set repeated 5 times per
-//! epoch); the epoch count is the caller's, sized to the machine.
+//! What a run is made of is [`super::config`]; its per-epoch records and
+//! plots are [`super::history`].
 //!
 //! Determinism: every epoch draws its order, augmentations and frame
 //! indices from a ChaCha8 RNG seeded with `(seed, epoch)`, so a run resumed
 //! from a checkpoint continues exactly as it would have.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -35,362 +32,19 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::augment::{self, AugmentConfig};
-use super::data::{self, Benchmark, Split};
+use super::config::{training_card, Method, TrainConfig};
+use super::data::{self, Split};
 use super::ema::Ema;
+use super::history::{write_metrics, write_plots, EpochRecord, METRICS};
 use super::loss::cross_entropy_smoothed;
 use super::metrics::{Accumulator, Evaluation};
-use super::optim::{grad_norm, AdamW, Decay, Optimizer, OptimizerKind, Param, Schedule, Sgd};
-use crate::model::card::{
-    Architecture, InputSpec, ModelCard, Normalization, Precision, Provenance, Sampling,
-    SkeletonSpec, TemporalContract,
-};
+use super::optim::{grad_norm, OptimizerKind, Param, Schedule};
+use crate::model::card::{ModelCard, Precision, Provenance, Sampling};
 use crate::model::directory::{build_encoder, is_buffer, stored_dtype};
-use crate::model::{ctrgcn, scdnet, skeletonmae, stgcn, Encoder, ModelDir};
-use crate::skeleton::Layout;
+use crate::model::{Encoder, ModelDir};
 use crate::source::Clip;
-use crate::window::{self, PoseSeq, PrepareOptions, Prepared, Stream};
+use crate::window::{self, PoseSeq, PrepareOptions, Prepared};
 use crate::{Error, Result};
-
-/// The training objective.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    /// Cross-entropy on the class labels.
-    #[default]
-    Supervised,
-    /// Cross-entropy + 0.8 x GAP's multi-part contrastive loss against text
-    /// descriptions ([`super::gap`]); exports the same model directory.
-    Gap,
-    /// Cross-entropy + 0.2 x refined cross-entropy + 0.1 x depth-skeleton
-    /// NT-Xent: MMCL co-learning with UTD-MHAD's depth video
-    /// ([`super::mmcl`]); exports the same model directory.
-    Mmcl,
-}
-
-impl Method {
-    /// Parses `supervised` / `gap` / `mmcl`.
-    pub fn by_name(name: &str) -> Result<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "supervised" | "ce" => Ok(Method::Supervised),
-            "gap" => Ok(Method::Gap),
-            "mmcl" => Ok(Method::Mmcl),
-            other => Err(Error::config(
-                "method",
-                format!("unknown method `{other}` (supervised, gap, mmcl)"),
-            )),
-        }
-    }
-}
-
-/// Architectures `skelact train` builds.
-pub const ARCHITECTURES: [&str; 6] = [
-    "ctrgcn-edge",
-    "ctrgcn",
-    "stgcn-edge",
-    "stgcn",
-    "skeletonmae",
-    "scdnet",
-];
-
-/// Everything a training run is made of.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Architecture name (one of [`ARCHITECTURES`]).
-    pub arch: String,
-    /// CTR-GCN blocks `(width, stride)` overriding the architecture's.
-    pub blocks: Option<Vec<(usize, usize)>>,
-    /// Data set and split.
-    pub benchmark: Benchmark,
-    /// Data root (holds `nw-ucla/`, `utd-mhad/`).
-    pub data_root: PathBuf,
-    /// Read only this many clip files (quick runs, tests).
-    pub limit: Option<usize>,
-    /// Frames per sample (CTR-GCN NW-UCLA: 52).
-    pub frames: usize,
-    /// How a training sample takes its frames from a clip, recorded as the
-    /// card's temporal contract: the papers' whole-clip resampling
-    /// (default), or windows of consecutive frames at the source rate —
-    /// what the live runtime feeds the model.
-    #[serde(default = "clip_resample")]
-    pub sampling: Sampling,
-    /// Epochs.
-    pub epochs: usize,
-    /// Times the training set is passed per epoch (CTR-GCN NW-UCLA: 5).
-    pub repeat: usize,
-    /// Batch size.
-    pub batch_size: usize,
-    /// Base learning rate.
-    pub lr: f64,
-    /// Warm-up epochs.
-    pub warmup_epochs: usize,
-    /// Decay after warm-up.
-    pub decay: Decay,
-    /// Optimizer.
-    #[serde(default)]
-    pub optimizer: OptimizerKind,
-    /// Momentum (SGD).
-    pub momentum: f64,
-    /// Nesterov momentum (SGD).
-    pub nesterov: bool,
-    /// AdamW's moment decay rates.
-    #[serde(default = "default_betas")]
-    pub betas: (f64, f64),
-    /// AdamW's denominator epsilon.
-    #[serde(default = "default_eps")]
-    pub eps: f64,
-    /// Weight decay (not applied to biases and BN parameters): L2 for SGD,
-    /// decoupled for AdamW.
-    pub weight_decay: f64,
-    /// Label smoothing.
-    pub label_smoothing: f64,
-    /// Clip the global gradient norm to this value.
-    pub clip_grad_norm: Option<f64>,
-    /// Evaluate and export an exponential moving average of the weights
-    /// with this decay ([`super::ema`]); `None` uses the last weights.
-    #[serde(default)]
-    pub ema: Option<f64>,
-    /// Augmentations.
-    pub augment: AugmentConfig,
-    /// The input stream the model reads (CTR-GCN trains one model per
-    /// stream and fuses their scores, [`super::fusion`]).
-    #[serde(default = "default_stream")]
-    pub stream: Stream,
-    /// Seed of every random choice.
-    pub seed: u64,
-    /// Evaluate on the test split every this many epochs (and at the end).
-    pub eval_every: usize,
-    /// Show a progress bar (when stderr is a terminal).
-    pub progress: bool,
-    /// Folder for checkpoints and `metrics.csv`; resumes from its
-    /// checkpoint when there is one.
-    pub work_dir: PathBuf,
-    /// Model directory to export (f16) at the end.
-    pub out: Option<PathBuf>,
-    /// Wall-clock budget in seconds: after each epoch the total epoch
-    /// count is lowered so that training ends within it (the schedule
-    /// follows the new count). `None` keeps `epochs`.
-    #[serde(default)]
-    pub time_budget_s: Option<f64>,
-    /// Training objective.
-    #[serde(default)]
-    pub method: Method,
-    /// GAP's sentence encoder folder (else `$SKELACT_TEXT_MODEL`).
-    #[serde(default)]
-    pub text_model: Option<PathBuf>,
-    /// MMCL's teacher file and depth frames per window.
-    #[serde(default)]
-    pub mmcl: super::mmcl::MmclConfig,
-    /// Pretrained weights (`skelact pretrain mae`'s file) to initialise
-    /// the model's matching tensors from before the first epoch.
-    #[serde(default)]
-    pub init: Option<PathBuf>,
-    /// Distil a fused ensemble of trained models into this one
-    /// ([`super::distill`]), on top of the method's objective.
-    #[serde(default)]
-    pub distill: Option<super::distill::DistillConfig>,
-    /// Model name in the card.
-    pub name: String,
-    /// The command line, for the card.
-    pub command: String,
-}
-
-fn default_stream() -> Stream {
-    Stream::Joint
-}
-
-fn default_betas() -> (f64, f64) {
-    (0.9, 0.999)
-}
-
-fn default_eps() -> f64 {
-    1e-8
-}
-
-fn clip_resample() -> Sampling {
-    Sampling::ClipResample
-}
-
-impl TrainConfig {
-    /// CTR-GCN's NW-UCLA recipe for `epochs` epochs (step decay at 50 of
-    /// 65 scaled to `epochs`).
-    pub fn nwucla(data_root: PathBuf, work_dir: PathBuf, epochs: usize) -> Self {
-        Self {
-            arch: "ctrgcn-edge".into(),
-            blocks: None,
-            benchmark: Benchmark::NwuclaCrossView,
-            data_root,
-            limit: None,
-            frames: 52,
-            sampling: Sampling::ClipResample,
-            epochs,
-            repeat: 5,
-            batch_size: 16,
-            lr: 0.1,
-            warmup_epochs: 5.min(epochs / 4),
-            decay: Decay::Step {
-                at: vec![(epochs * 50).div_ceil(65)],
-                gamma: 0.1,
-            },
-            optimizer: OptimizerKind::Sgd,
-            momentum: 0.9,
-            nesterov: true,
-            betas: default_betas(),
-            eps: default_eps(),
-            weight_decay: 1e-4,
-            label_smoothing: 0.0,
-            clip_grad_norm: None,
-            ema: None,
-            augment: AugmentConfig::default(),
-            stream: Stream::Joint,
-            seed: 1,
-            eval_every: 1,
-            progress: true,
-            work_dir,
-            out: None,
-            time_budget_s: None,
-            method: Method::Supervised,
-            text_model: None,
-            mmcl: Default::default(),
-            init: None,
-            distill: None,
-            name: "ctrgcn-edge-nwucla".into(),
-            command: String::new(),
-        }
-    }
-}
-
-impl TrainConfig {
-    /// The optimizer and its settings in words, for the card's notes.
-    pub fn optimizer_description(&self) -> String {
-        match self.optimizer {
-            OptimizerKind::Sgd => format!(
-                "SGD{} momentum {}, lr {}",
-                if self.nesterov { " Nesterov" } else { "" },
-                self.momentum,
-                self.lr
-            ),
-            OptimizerKind::Adamw => format!(
-                "AdamW betas ({}, {}), eps {:e}, lr {}",
-                self.betas.0, self.betas.1, self.eps, self.lr
-            ),
-        }
-    }
-
-    /// Builds the configured optimizer over `params`.
-    pub fn build_optimizer(&self, params: Vec<Param>) -> Optimizer {
-        match self.optimizer {
-            OptimizerKind::Sgd => Optimizer::Sgd(Sgd {
-                params,
-                lr: self.lr,
-                momentum: self.momentum,
-                nesterov: self.nesterov,
-                weight_decay: self.weight_decay,
-            }),
-            OptimizerKind::Adamw => Optimizer::AdamW(AdamW {
-                betas: self.betas,
-                eps: self.eps,
-                ..AdamW::new(params, self.lr, self.weight_decay)
-            }),
-        }
-    }
-}
-
-/// The card a run trains: architecture for the benchmark's layout and
-/// classes, one joint stream, one person, CTR-GCN's NW-UCLA contract (clip
-/// resampled to `frames`, centered on the spine of frame 0, min-max scaled).
-pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
-    let layout = Layout::by_name(cfg.benchmark.layout())?;
-    let classes = cfg.benchmark.classes();
-    let k = classes.len();
-    let architecture = match cfg.arch.as_str() {
-        "ctrgcn-edge" | "ctrgcn" => {
-            let mut c = if cfg.arch == "ctrgcn" {
-                ctrgcn::Config::published(layout.name(), k)?
-            } else {
-                ctrgcn::Config::edge(layout.name(), k)?
-            };
-            if let Some(b) = &cfg.blocks {
-                c.blocks = b
-                    .iter()
-                    .map(|&(out_channels, stride)| ctrgcn::BlockSpec {
-                        out_channels,
-                        stride,
-                    })
-                    .collect();
-                c.validate()?;
-            }
-            Architecture::Ctrgcn(c)
-        }
-        "stgcn-edge" => Architecture::Stgcn(stgcn::Config::edge(layout.name(), k)?),
-        "stgcn" => Architecture::Stgcn(stgcn::Config::published(layout.name(), k)?),
-        "skeletonmae" => {
-            let mut c = skeletonmae::Config::new(layout.name(), k)?;
-            if let Some(b) = &cfg.blocks {
-                c.backbone.blocks = b
-                    .iter()
-                    .map(|&(out_channels, stride)| ctrgcn::BlockSpec {
-                        out_channels,
-                        stride,
-                    })
-                    .collect();
-                c.validate()?;
-            }
-            Architecture::Skeletonmae(c)
-        }
-        "scdnet" => {
-            let mut c = scdnet::Config::small(layout.name(), k, cfg.frames)?;
-            // A pretrained encoder decides the widths.
-            if let Some(init) = &cfg.init {
-                c.widths = super::init::scdnet_widths(init)?;
-            }
-            c.validate()?;
-            Architecture::Scdnet(c)
-        }
-        other => {
-            return Err(Error::config(
-                "arch",
-                format!(
-                    "unknown architecture `{other}` ({})",
-                    ARCHITECTURES.join(", ")
-                ),
-            ))
-        }
-    };
-    let (data, split) = cfg.benchmark.describe();
-    let card = ModelCard {
-        name: cfg.name.clone(),
-        description: match cfg.stream {
-            Stream::Joint => format!("{} trained on {data}, {split}", cfg.arch),
-            s => format!(
-                "{} ({} stream) trained on {data}, {split}",
-                cfg.arch,
-                s.name()
-            ),
-        },
-        precision: Precision::F32,
-        skeleton: SkeletonSpec {
-            layout: layout.name().to_string(),
-            edge_hash: layout.edge_hash(),
-        },
-        input: InputSpec {
-            streams: vec![cfg.stream],
-            coords: 3,
-            persons: 1,
-            center_joint: layout.joint_index("spine")?,
-        },
-        temporal: TemporalContract {
-            frames: cfg.frames,
-            source_fps: 30.0,
-            sampling: cfg.sampling,
-        },
-        normalization: Normalization::CenterFirstFrameMinMax,
-        classes,
-        architecture,
-        provenance: Provenance::default(),
-    };
-    card.validate()?;
-    Ok(card)
-}
 
 /// A training sample: the clip through the serving path, with augmentation
 /// and CTR-GCN's random sorted frame draw, then SCD-Net's masks on the
@@ -508,37 +162,6 @@ pub fn evaluate(
     Ok(acc.finish())
 }
 
-/// One line of `metrics.csv`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// Epoch, 1-based.
-    pub epoch: usize,
-    /// Learning rate at the end of the epoch.
-    pub lr: f64,
-    /// Mean training loss.
-    pub train_loss: f64,
-    /// Training top-1 (augmented samples).
-    pub train_top1: f64,
-    /// Test loss (NaN when not evaluated).
-    #[serde(deserialize_with = "nan_if_null")]
-    pub test_loss: f64,
-    /// Test top-1 (NaN when not evaluated).
-    #[serde(deserialize_with = "nan_if_null")]
-    pub test_top1: f64,
-    /// Test top-5 (NaN when not evaluated).
-    #[serde(deserialize_with = "nan_if_null")]
-    pub test_top5: f64,
-    /// Wall time of the training part of the epoch.
-    pub train_s: f64,
-    /// Training throughput.
-    pub samples_per_s: f64,
-}
-
-/// JSON has no NaN: `serde_json` writes it as `null`, read back as NaN.
-fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-
 /// Saved between epochs: where the run is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TrainState {
@@ -573,8 +196,6 @@ const ADAMW_STATE: &str = "adamw.safetensors";
 const STATE: &str = "state.json";
 /// The moving average of the weights (`--ema`).
 const EMA: &str = "ema.safetensors";
-/// Per-epoch records, in the work directory and the model directory.
-pub const METRICS: &str = "metrics.csv";
 const GAP_HEAD: &str = "gap-head.safetensors";
 const MMCL_MODULES: &str = "mmcl.safetensors";
 
@@ -615,108 +236,6 @@ pub fn weights_of(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
     data.iter()
         .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
         .collect()
-}
-
-/// Reads a `metrics.csv` written by the trainer (`NaN` where an epoch was
-/// not evaluated).
-pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
-    let text = io(path, std::fs::read_to_string(path))?;
-    let bad = |line: usize, reason: String| Error::Format {
-        format: "metrics CSV",
-        path: path.to_path_buf(),
-        reason: format!("line {line}: {reason}"),
-    };
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 9 {
-            return Err(bad(i + 1, format!("{} fields, expected 9", f.len())));
-        }
-        let num = |k: usize| -> Result<f64> {
-            f[k].trim()
-                .parse::<f64>()
-                .map_err(|e| bad(i + 1, format!("field {}: {e}", k + 1)))
-        };
-        out.push(EpochRecord {
-            epoch: f[0]
-                .trim()
-                .parse()
-                .map_err(|e| bad(i + 1, format!("epoch: {e}")))?,
-            lr: num(1)?,
-            train_loss: num(2)?,
-            train_top1: num(3)?,
-            test_loss: num(4)?,
-            test_top1: num(5)?,
-            test_top5: num(6)?,
-            train_s: num(7)?,
-            samples_per_s: num(8)?,
-        });
-    }
-    Ok(out)
-}
-
-/// Writes `curves.png` (from `history`) and `confusion.png` (from
-/// `evaluation`) into `dir`, titled with the model's name.
-pub fn write_plots(
-    dir: &Path,
-    name: &str,
-    history: &[EpochRecord],
-    evaluation: &Evaluation,
-    classes: &[String],
-) -> Result<()> {
-    super::plot::curves(
-        history,
-        &format!("{name}: training curves"),
-        &dir.join(CURVES_PNG),
-    )?;
-    super::plot::confusion(
-        &evaluation.confusion,
-        classes,
-        &format!(
-            "{name}: top-1 {:.2} % on {} test clips",
-            evaluation.top1 * 100.0,
-            evaluation.samples
-        ),
-        &dir.join(CONFUSION_PNG),
-    )
-}
-
-/// The curves image in a model directory.
-pub const CURVES_PNG: &str = "curves.png";
-/// The confusion-matrix image in a model directory.
-pub const CONFUSION_PNG: &str = "confusion.png";
-
-fn write_metrics(path: &Path, history: &[EpochRecord]) -> Result<()> {
-    let mut f = io(path, std::fs::File::create(path))?;
-    io(
-        path,
-        writeln!(
-            f,
-            "epoch,lr,train_loss,train_top1,test_loss,test_top1,test_top5,train_s,samples_per_s"
-        ),
-    )?;
-    for r in history {
-        io(
-            path,
-            writeln!(
-                f,
-                "{},{:.6},{:.5},{:.5},{:.5},{:.5},{:.5},{:.2},{:.2}",
-                r.epoch,
-                r.lr,
-                r.train_loss,
-                r.train_top1,
-                r.test_loss,
-                r.test_top1,
-                r.test_top5,
-                r.train_s,
-                r.samples_per_s
-            ),
-        )?;
-    }
-    Ok(())
 }
 
 /// Runs training as `cfg` says, on the CPU; see the module docs.

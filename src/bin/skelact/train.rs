@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use skelact::model::ModelDir;
 use skelact::train::gap::text::{resolve_model_dir, TEXT_MODEL_ENV, TEXT_MODEL_PACKAGE};
 use skelact::train::optim::{Decay, OptimizerKind, Restart};
-use skelact::train::{self, data, fusion, metrics, plot, trainer, Benchmark, Method, TrainConfig};
+use skelact::train::{self, data, fusion, history, metrics, plot, Benchmark, Method, TrainConfig};
 
 /// Options of `skelact train`.
 #[derive(clap::Args, Debug)]
@@ -366,7 +366,7 @@ pub fn eval(
         split.test.len() as f64 / started.elapsed().as_secs_f64()
     );
     if write_plot {
-        let png = model.join(trainer::CONFUSION_PNG);
+        let png = model.join(history::CONFUSION_PNG);
         let title = format!(
             "{}: top-1 {:.2} % on {} test clips",
             card.name,
@@ -456,10 +456,10 @@ pub fn plot(dir: &Path, out: Option<&Path>) -> Result<()> {
         |c| c.card().name.clone(),
     );
     let mut wrote = 0;
-    let csv = dir.join(trainer::METRICS);
+    let csv = dir.join(history::METRICS);
     if csv.exists() {
-        let history = trainer::read_metrics(&csv)?;
-        let png = out.join(trainer::CURVES_PNG);
+        let history = history::read_metrics(&csv)?;
+        let png = out.join(history::CURVES_PNG);
         plot::curves(&history, &format!("{name}: training curves"), &png)?;
         println!("wrote {} ({} epochs)", png.display(), history.len());
         wrote += 1;
@@ -481,7 +481,7 @@ pub fn plot(dir: &Path, out: Option<&Path>) -> Result<()> {
             "{name}: top-1 {:.2} % on {samples} test clips",
             correct as f64 / samples.max(1) as f64 * 100.0
         );
-        let png = out.join(trainer::CONFUSION_PNG);
+        let png = out.join(history::CONFUSION_PNG);
         plot::confusion(&confusion, &classes, &title, &png)?;
         println!("wrote {}", png.display());
         wrote += 1;

@@ -30,9 +30,10 @@ use rand_chacha::ChaCha8Rng;
 
 use self::mask::{mask_rows, MaskStrategy};
 use self::model::MaskedAutoencoder;
+use super::config::{self, TrainConfig};
 use super::data::Split;
 use super::optim::Schedule;
-use super::trainer::{self, TrainConfig};
+use super::trainer;
 use crate::model::card::Architecture;
 use crate::train::backend::seeded_var_builder;
 use crate::{Error, Result};
@@ -89,7 +90,7 @@ fn write_history(dir: &std::path::Path, losses: &[f64], beta: f64) -> Result<()>
 
 /// Runs pretraining on the training clips of `split`.
 pub fn pretrain(cfg: &MaeConfig, split: &Split, device: &Device) -> Result<MaeOutcome> {
-    let card = trainer::training_card(&cfg.base)?;
+    let card = config::training_card(&cfg.base)?;
     let Architecture::Skeletonmae(arch) = &card.architecture else {
         return Err(Error::config(
             "arch",

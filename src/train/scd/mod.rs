@@ -33,10 +33,11 @@ use rand_chacha::ChaCha8Rng;
 use self::encoder::{EncoderConfig, ScdEncoder};
 use self::loss::{scd_terms, sum_terms, QueueTensors, TERM_NAMES};
 use self::queue::Queue;
+use super::config::{self, TrainConfig};
 use super::data::Split;
 use super::optim::Schedule;
 use super::plot::Curve;
-use super::trainer::{self, TrainConfig};
+use super::trainer;
 use crate::model::ModelCard;
 use crate::train::backend::seeded_var_builder;
 use crate::window::{self, Prepared};
@@ -152,7 +153,7 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
             format!("{} is not in [0, 1]", cfg.momentum),
         ));
     }
-    let card = trainer::training_card(&cfg.base)?;
+    let card = config::training_card(&cfg.base)?;
     let layout = card.layout()?;
     let (vq, vk) = (VarMap::new(), VarMap::new());
     let query = build(cfg, &card, &vq, device)?;
