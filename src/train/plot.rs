@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
@@ -53,6 +54,22 @@ fn plot_error(path: &Path) -> impl FnOnce(Box<dyn std::error::Error + Send + Syn
 pub fn curves(history: &[EpochRecord], title: &str, path: &Path) -> Result<()> {
     ensure_font()?;
     draw_curves(history, title, path).map_err(plot_error(path))
+}
+
+/// A line chart against the epoch, as every curve plot here draws.
+type EpochChart<'a> =
+    ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The series' legend at `position`, boxed on a translucent white.
+fn draw_legend(chart: &mut EpochChart, position: SeriesLabelPosition) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FAMILY, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
 }
 
 fn points(history: &[EpochRecord], f: impl Fn(&EpochRecord) -> f64) -> Vec<(f64, f64)> {
@@ -116,12 +133,7 @@ fn draw_curves(history: &[EpochRecord], title: &str, path: &Path) -> DrawResult 
             .iter()
             .map(|&p| Circle::new(p, 3, test_colour.filled())),
     )?;
-    chart
-        .configure_series_labels()
-        .label_font((FAMILY, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    draw_legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
 
     let train_top1 = points(history, |r| r.train_top1 * 100.0);
     let test_top1 = points(history, |r| r.test_top1 * 100.0);
@@ -164,13 +176,7 @@ fn draw_curves(history: &[EpochRecord], title: &str, path: &Path) -> DrawResult 
         .draw_series(LineSeries::new(test_top5, top5_colour.stroke_width(1)))?
         .label("test top-5")
         .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], top5_colour.stroke_width(1)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font((FAMILY, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(())
 }
@@ -282,13 +288,7 @@ fn draw_loss_curves(
             .label(name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(1)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FAMILY, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     Ok(())
 }
