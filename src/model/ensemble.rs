@@ -35,6 +35,21 @@ pub fn default_weight(streams: &[Stream]) -> f64 {
     }
 }
 
+/// The default weights of models reading `streams` (one entry per model):
+/// CTR-GCN's per-stream weight ([`default_weight`]) shared equally by the
+/// models that read the same streams, so that several seeds of one stream
+/// count as one stream (their logits averaged) rather than outweighing the
+/// others. One model per stream gives CTR-GCN's weights unchanged.
+pub fn default_weights(streams: &[&[Stream]]) -> Vec<f64> {
+    streams
+        .iter()
+        .map(|s| {
+            let alike = streams.iter().filter(|o| o == &s).count();
+            default_weight(s) / alike as f64
+        })
+        .collect()
+}
+
 /// Checks that models can be fused on whole clips: the same classes in the
 /// same order, the same skeleton layout.
 pub fn check_compatible(cards: &[&ModelCard]) -> Result<()> {
@@ -135,8 +150,8 @@ impl Ensemble {
         }
     }
 
-    /// `members` fused with `weights` (default: [`default_weight`] of each
-    /// member's streams; 1 for a single model). Refuses members that cannot
+    /// `members` fused with `weights` (default: [`default_weights`] of the
+    /// members' streams; 1 for a single model). Refuses members that cannot
     /// share a stream ([`check_servable`]) and weights that are not finite
     /// or do not match the members.
     pub fn new(members: Vec<LoadedModel>, weights: Option<Vec<f64>>) -> Result<Self> {
@@ -145,10 +160,11 @@ impl Ensemble {
         let weights = match weights {
             Some(w) => w,
             None if members.len() == 1 => vec![1.0],
-            None => cards
-                .iter()
-                .map(|c| default_weight(&c.input.streams))
-                .collect(),
+            None => {
+                let streams: Vec<&[Stream]> =
+                    cards.iter().map(|c| c.input.streams.as_slice()).collect();
+                default_weights(&streams)
+            }
         };
         check_weights(&weights, members.len())?;
         Ok(Self { members, weights })
@@ -216,5 +232,22 @@ mod tests {
         assert_eq!(default_weight(&[Stream::JointMotion]), 0.4);
         assert_eq!(default_weight(&[Stream::BoneMotion]), 0.4);
         assert_eq!(default_weight(&[Stream::Joint, Stream::JointMotion]), 0.6);
+    }
+
+    #[test]
+    fn models_of_one_stream_share_its_weight() {
+        let (j, b, jm) = (
+            &[Stream::Joint][..],
+            &[Stream::Bone][..],
+            &[Stream::JointMotion][..],
+        );
+        assert_eq!(default_weights(&[j, b, jm]), [0.6, 0.6, 0.4]);
+        let w = default_weights(&[j, b, j, jm, j, j]);
+        let want = [0.15, 0.6, 0.15, 0.4, 0.15, 0.15];
+        assert!(
+            w.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{w:?}"
+        );
+        assert_eq!(default_weights(&[jm, jm]), [0.2, 0.2]);
     }
 }

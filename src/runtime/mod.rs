@@ -203,7 +203,7 @@ impl RuntimeBuilder {
     }
 
     /// Model directories fused on every window with `weights` (default:
-    /// [`crate::model::ensemble::default_weight`] of each model's streams),
+    /// [`crate::model::ensemble::default_weights`] of the models' streams),
     /// loaded at [`RuntimeBuilder::build`] on the board's device and dtype.
     pub fn model_dirs(mut self, dirs: Vec<PathBuf>, weights: Option<Vec<f64>>) -> Self {
         self.model = ModelChoice::Dirs(dirs, weights);

@@ -4,7 +4,8 @@
 //!
 //! This is how CTR-GCN reports its headline numbers (its `ensemble.py`):
 //! the raw class scores (logits) of the four models summed with weights
-//! 0.6, 0.6, 0.4, 0.4; two models are summed with equal weights. Every
+//! 0.6, 0.6, 0.4, 0.4; two models are summed with equal weights. Several
+//! models of one stream (seeds) share that stream's weight. Every
 //! model keeps its own card, so each computes its own stream through the
 //! one input path ([`crate::window::to_input`]); fusion only needs them to
 //! agree on the classes and to score the same clips. The weights and checks
@@ -14,7 +15,9 @@ use candle_core::Device;
 
 use super::metrics::{Accumulator, Evaluation};
 use super::trainer::forward_clips;
-pub use crate::model::ensemble::{check_compatible, check_weights, default_weight};
+pub use crate::model::ensemble::{
+    check_compatible, check_weights, default_weight, default_weights,
+};
 use crate::model::{Encoder, ModelCard};
 use crate::source::Clip;
 use crate::{Error, Result};

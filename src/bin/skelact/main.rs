@@ -74,7 +74,8 @@ enum Command {
         #[arg(required = true)]
         models: Vec<PathBuf>,
         /// Fusion weights, one per model, comma-separated (default:
-        /// CTR-GCN's, 0.6 for joint and bone models, 0.4 for motion ones).
+        /// CTR-GCN's, 0.6 for joint and bone models, 0.4 for motion ones,
+        /// shared equally by models of the same stream).
         #[arg(long)]
         weights: Option<String>,
         /// Data set (default: from the model's layout).

@@ -45,7 +45,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub model: Vec<String>,
     /// Fusion weights, one per `--model` (default: CTR-GCN's, 0.6 for joint
-    /// and bone models, 0.4 for motion models).
+    /// and bone models, 0.4 for motion models, shared equally by models of
+    /// the same stream).
     #[arg(long, value_delimiter = ',')]
     pub weights: Option<Vec<f64>>,
     /// Board profile name (x86-cpu, jetson-orin-nano, jetson-agx-orin,

@@ -397,10 +397,10 @@ pub fn eval_fused(
     let bench = benchmark_of(cards[0], dataset.as_deref())?;
     let weights: Vec<f64> = match weights {
         Some(w) => parse_weights(w, "--weights")?,
-        None => cards
-            .iter()
-            .map(|c| fusion::default_weight(&c.input.streams))
-            .collect(),
+        None => {
+            let streams: Vec<&[_]> = cards.iter().map(|c| c.input.streams.as_slice()).collect();
+            fusion::default_weights(&streams)
+        }
     };
     if weights.len() != dirs.len() {
         bail!(
