@@ -755,14 +755,15 @@ fn shipped_stream_models_fuse_to_the_measured_accuracy() -> anyhow::Result<()> {
     let labels: Vec<usize> = split.test.iter().map(|c| c.label).collect();
     let dev = Device::Cpu;
     let mut scores = Vec::new();
-    let mut weights = Vec::new();
+    let streams: Vec<&[_]> = cards.iter().map(|c| c.input.streams.as_slice()).collect();
+    let weights = fusion::default_weights(&streams);
+    assert_eq!(weights, [0.6, 0.6, 0.4]);
     for dir in &dirs {
         let loaded = dir.load(&dev, Some(DType::F32))?;
         let s = fusion::scores(loaded.encoder.as_ref(), dir.card(), &split.test, 64, &dev)?;
         let alone = fusion::evaluate_scores(&s, &labels, 10).top1;
         assert!((alone - dir.card().provenance.metrics["top1"]).abs() < 1e-9);
         scores.push(s);
-        weights.push(fusion::default_weight(&dir.card().input.streams));
     }
     let fused = fusion::evaluate_scores(&fusion::fuse(&scores, &weights)?, &labels, 10);
     assert_eq!(fused.samples, 464);
