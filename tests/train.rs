@@ -755,8 +755,7 @@ fn shipped_stream_models_fuse_to_the_measured_accuracy() -> anyhow::Result<()> {
     let labels: Vec<usize> = split.test.iter().map(|c| c.label).collect();
     let dev = Device::Cpu;
     let mut scores = Vec::new();
-    let streams: Vec<&[_]> = cards.iter().map(|c| c.input.streams.as_slice()).collect();
-    let weights = fusion::default_weights(&streams);
+    let weights = fusion::default_weights(cards.iter().map(|c| c.input.streams.as_slice()));
     assert_eq!(weights, [0.6, 0.6, 0.4]);
     for dir in &dirs {
         let loaded = dir.load(&dev, Some(DType::F32))?;

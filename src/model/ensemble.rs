@@ -40,7 +40,8 @@ pub fn default_weight(streams: &[Stream]) -> f64 {
 /// models that read the same streams, so that several seeds of one stream
 /// count as one stream (their logits averaged) rather than outweighing the
 /// others. One model per stream gives CTR-GCN's weights unchanged.
-pub fn default_weights(streams: &[&[Stream]]) -> Vec<f64> {
+pub fn default_weights<'a>(streams: impl IntoIterator<Item = &'a [Stream]>) -> Vec<f64> {
+    let streams: Vec<&[Stream]> = streams.into_iter().collect();
     streams
         .iter()
         .map(|s| {
@@ -160,11 +161,7 @@ impl Ensemble {
         let weights = match weights {
             Some(w) => w,
             None if members.len() == 1 => vec![1.0],
-            None => {
-                let streams: Vec<&[Stream]> =
-                    cards.iter().map(|c| c.input.streams.as_slice()).collect();
-                default_weights(&streams)
-            }
+            None => default_weights(cards.iter().map(|c| c.input.streams.as_slice())),
         };
         check_weights(&weights, members.len())?;
         Ok(Self { members, weights })
@@ -241,13 +238,13 @@ mod tests {
             &[Stream::Bone][..],
             &[Stream::JointMotion][..],
         );
-        assert_eq!(default_weights(&[j, b, jm]), [0.6, 0.6, 0.4]);
-        let w = default_weights(&[j, b, j, jm, j, j]);
+        assert_eq!(default_weights([j, b, jm]), [0.6, 0.6, 0.4]);
+        let w = default_weights([j, b, j, jm, j, j]);
         let want = [0.15, 0.6, 0.15, 0.4, 0.15, 0.15];
         assert!(
             w.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
             "{w:?}"
         );
-        assert_eq!(default_weights(&[jm, jm]), [0.2, 0.2]);
+        assert_eq!(default_weights([jm, jm]), [0.2, 0.2]);
     }
 }

@@ -60,6 +60,22 @@ pub fn curves(history: &[EpochRecord], title: &str, path: &Path) -> Result<()> {
 type EpochChart<'a> =
     ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
+/// The grid and axes of an [`EpochChart`]: epochs along x, `y_desc` up y
+/// with `y_decimals` decimals.
+fn draw_epoch_mesh(chart: &mut EpochChart, y_desc: &str, y_decimals: usize) -> DrawResult {
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .x_label_formatter(&epoch_label)
+        .y_label_formatter(&|y| format!("{y:.y_decimals$}"))
+        .light_line_style(RGBColor(238, 238, 238))
+        .label_style((FAMILY, 13))
+        .axis_desc_style((FAMILY, 14))
+        .draw()?;
+    Ok(())
+}
+
 /// The series' legend at `position`, boxed on a translucent white.
 fn draw_legend(chart: &mut EpochChart, position: SeriesLabelPosition) -> DrawResult {
     chart
@@ -105,16 +121,7 @@ fn draw_curves(history: &[EpochRecord], title: &str, path: &Path) -> DrawResult 
         .x_label_area_size(40)
         .y_label_area_size(52)
         .build_cartesian_2d(1f64..last, 0f64..ymax)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("cross-entropy")
-        .x_label_formatter(&epoch_label)
-        .y_label_formatter(&|y| format!("{y:.1}"))
-        .light_line_style(RGBColor(238, 238, 238))
-        .label_style((FAMILY, 13))
-        .axis_desc_style((FAMILY, 14))
-        .draw()?;
+    draw_epoch_mesh(&mut chart, "cross-entropy", 1)?;
     chart
         .draw_series(LineSeries::new(train_loss, train_colour.stroke_width(2)))?
         .label("train")
@@ -144,16 +151,7 @@ fn draw_curves(history: &[EpochRecord], title: &str, path: &Path) -> DrawResult 
         .x_label_area_size(40)
         .y_label_area_size(52)
         .build_cartesian_2d(1f64..last, 0f64..100f64)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("%")
-        .x_label_formatter(&epoch_label)
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .light_line_style(RGBColor(238, 238, 238))
-        .label_style((FAMILY, 13))
-        .axis_desc_style((FAMILY, 14))
-        .draw()?;
+    draw_epoch_mesh(&mut chart, "%", 0)?;
     chart
         .draw_series(LineSeries::new(train_top1, train_colour.stroke_width(2)))?
         .label("train top-1 (augmented)")
@@ -252,16 +250,7 @@ fn draw_loss_curves(
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(1f64..last, (lo - pad)..(hi + pad))?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc(y_desc)
-        .x_label_formatter(&epoch_label)
-        .y_label_formatter(&|y| format!("{y:.2}"))
-        .light_line_style(RGBColor(238, 238, 238))
-        .label_style((FAMILY, 13))
-        .axis_desc_style((FAMILY, 14))
-        .draw()?;
+    draw_epoch_mesh(&mut chart, y_desc, 2)?;
     for (i, c) in curves.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
         let pts: Vec<(f64, f64)> = c

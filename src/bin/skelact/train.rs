@@ -397,10 +397,7 @@ pub fn eval_fused(
     let bench = benchmark_of(cards[0], dataset.as_deref())?;
     let weights: Vec<f64> = match weights {
         Some(w) => parse_weights(w, "--weights")?,
-        None => {
-            let streams: Vec<&[_]> = cards.iter().map(|c| c.input.streams.as_slice()).collect();
-            fusion::default_weights(&streams)
-        }
+        None => fusion::default_weights(cards.iter().map(|c| c.input.streams.as_slice())),
     };
     if weights.len() != dirs.len() {
         bail!(
