@@ -430,7 +430,13 @@ fn window_models_are_evaluated_over_the_streams_windows() -> anyhow::Result<()> 
     let (vb, _backend) = backend::var_builder(&varmap, &card.architecture, &dev, 1);
     let model = build_encoder(&card.architecture, vb)?;
     let clip = synthetic_clip(30);
-    let got = trainer::forward_clips(model.as_ref(), &card, std::slice::from_ref(&clip), &dev)?;
+    let got = trainer::forward_clips(
+        model.as_ref(),
+        &card,
+        std::slice::from_ref(&clip),
+        &[],
+        &dev,
+    )?;
     let windows = window::input::stream_windows(30, 10, trainer::EVAL_WINDOW_STRIDE);
     assert_eq!(windows.len(), 3); // ending at frames 9, 17, 25
     let mut mean = Tensor::zeros((1, 10), DType::F32, &dev)?;
@@ -448,6 +454,48 @@ fn window_models_are_evaluated_over_the_streams_windows() -> anyhow::Result<()> 
     let want = (mean / 3.0)?;
     let err = (got.exp()? - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
     assert!(err < 1e-5, "{err}");
+    Ok(())
+}
+
+/// Multi-view scoring: each view is the clip rotated about the vertical
+/// axis where the training view transform acts (CTR-GCN's `Ry`), and the
+/// clip's score is the log of the mean class probability over the views.
+#[test]
+fn views_average_the_probabilities_of_rotated_copies() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let card = config::training_card(&tiny_config(10))?;
+    let varmap = VarMap::new();
+    let (vb, _backend) = backend::var_builder(&varmap, &card.architecture, &dev, 1);
+    let model = build_encoder(&card.architecture, vb)?;
+    let clip = synthetic_clip(17);
+    let clips = std::slice::from_ref(&clip);
+    let views = [-30.0f32, 0.0, 45.0];
+    let got = trainer::forward_clips(model.as_ref(), &card, clips, &views, &dev)?; // (1, K)
+    let mut mean = Tensor::zeros((1, 10), DType::F32, &dev)?;
+    for deg in views {
+        let mut rotate = |x: &mut [f32], _t: usize, _m: usize, _v: usize| {
+            augment::apply_linear(x, &augment::rot_y(deg.to_radians()))
+        };
+        let opts = PrepareOptions {
+            frames: None,
+            transform: Some(&mut rotate),
+        };
+        let p = window::prepare(PoseSeq::from_clip(&clip)?, &card, opts)?;
+        let logits = model.forward_t(&window::to_input(&[&p], &card, &dev)?, false)?;
+        mean = (mean + candle_nn::ops::softmax(&logits, 1)?)?;
+    }
+    let want = (mean / 3.0)?;
+    let err = (got.exp()? - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(err < 1e-5, "{err}");
+    // one view of 0 degrees is the plain score; a rotated one is not
+    let plain = trainer::forward_clips(model.as_ref(), &card, clips, &[], &dev)?;
+    let zero = trainer::forward_clips(model.as_ref(), &card, clips, &[0.0], &dev)?;
+    let turned = trainer::forward_clips(model.as_ref(), &card, clips, &[45.0], &dev)?;
+    let diff = |a: &Tensor, b: &Tensor| -> anyhow::Result<f32> {
+        Ok((a - b)?.abs()?.max_all()?.to_scalar::<f32>()?)
+    };
+    assert!(diff(&plain.exp()?, &zero.exp()?)? < 1e-6);
+    assert!(diff(&plain, &turned)? > 1e-4);
     Ok(())
 }
 
@@ -759,7 +807,14 @@ fn shipped_stream_models_fuse_to_the_measured_accuracy() -> anyhow::Result<()> {
     assert_eq!(weights, [0.6, 0.6, 0.4]);
     for dir in &dirs {
         let loaded = dir.load(&dev, Some(DType::F32))?;
-        let s = fusion::scores(loaded.encoder.as_ref(), dir.card(), &split.test, 64, &dev)?;
+        let s = fusion::scores(
+            loaded.encoder.as_ref(),
+            dir.card(),
+            &split.test,
+            &[],
+            64,
+            &dev,
+        )?;
         let alone = fusion::evaluate_scores(&s, &labels, 10).top1;
         assert!((alone - dir.card().provenance.metrics["top1"]).abs() < 1e-9);
         scores.push(s);
@@ -797,7 +852,7 @@ fn a_bone_stream_model_trains_and_fuses_with_the_shipped_joint_model() -> anyhow
     let mut scores = Vec::new();
     for (dir, card) in [&joint, &bone].iter().zip(cards) {
         let loaded = dir.load(&dev, Some(DType::F32))?;
-        let s = fusion::scores(loaded.encoder.as_ref(), card, &split.test, 5, &dev)?;
+        let s = fusion::scores(loaded.encoder.as_ref(), card, &split.test, &[], 5, &dev)?;
         // Scores batch by batch give what the evaluation gives.
         let e = trainer::evaluate(loaded.encoder.as_ref(), card, &split.test, 64, &dev)?;
         assert_eq!(fusion::evaluate_scores(&s, &labels, 10).top1, e.top1);

@@ -22,17 +22,19 @@ use crate::model::{Encoder, ModelCard};
 use crate::source::Clip;
 use crate::{Error, Result};
 
-/// Class scores of every clip: `scores[clip][class]`, in clip order.
+/// Class scores of every clip: `scores[clip][class]`, in clip order; each
+/// clip scored from `views` ([`forward_clips`]; none is one plain view).
 pub fn scores(
     encoder: &dyn Encoder,
     card: &ModelCard,
     clips: &[Clip],
+    views: &[f32],
     batch_size: usize,
     device: &Device,
 ) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(clips.len());
     for chunk in clips.chunks(batch_size.max(1)) {
-        out.extend(forward_clips(encoder, card, chunk, device)?.to_vec2::<f32>()?);
+        out.extend(forward_clips(encoder, card, chunk, views, device)?.to_vec2::<f32>()?);
     }
     Ok(out)
 }

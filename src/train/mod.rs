@@ -63,4 +63,4 @@ pub mod trainer;
 
 pub use config::{Method, TrainConfig};
 pub use data::{Benchmark, Split};
-pub use trainer::{evaluate, train, train_on, TrainOutcome};
+pub use trainer::{evaluate, evaluate_views, train, train_on, TrainOutcome};

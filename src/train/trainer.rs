@@ -99,11 +99,15 @@ pub const EVAL_WINDOW_STRIDE: usize = 8;
 /// A model whose contract is `window` sees each clip as the live stream
 /// does, as windows every [`EVAL_WINDOW_STRIDE`] frames
 /// ([`window::input::stream_windows`]); its score is the log of the mean
-/// of their class probabilities.
+/// of their class probabilities. Each window is scored once per entry of
+/// `views` (degrees about the vertical axis; none is one unrotated view),
+/// and the mean runs over all of them
+/// ([`window::input::clip_windows_input`]).
 pub fn forward_clips(
     encoder: &dyn Encoder,
     card: &ModelCard,
     clips: &[Clip],
+    views: &[f32],
     device: &Device,
 ) -> Result<Tensor> {
     let inputs = clips
@@ -113,6 +117,7 @@ pub fn forward_clips(
                 PoseSeq::from_clip(c)?,
                 card,
                 EVAL_WINDOW_STRIDE,
+                views,
                 device,
             )
         })
@@ -145,9 +150,22 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<Evaluation> {
+    evaluate_views(encoder, card, clips, &[], batch_size, device)
+}
+
+/// [`evaluate`] with each clip scored from several rotated views
+/// ([`forward_clips`]).
+pub fn evaluate_views(
+    encoder: &dyn Encoder,
+    card: &ModelCard,
+    clips: &[Clip],
+    views: &[f32],
+    batch_size: usize,
+    device: &Device,
+) -> Result<Evaluation> {
     let mut acc = Accumulator::new(card.classes.len());
     for chunk in clips.chunks(batch_size.max(1)) {
-        let logits = forward_clips(encoder, card, chunk, device)?;
+        let logits = forward_clips(encoder, card, chunk, views, device)?;
         let labels = Tensor::from_vec(
             chunk.iter().map(|c| c.label as u32).collect::<Vec<_>>(),
             chunk.len(),

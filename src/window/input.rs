@@ -332,29 +332,61 @@ pub fn model_input(poses: PoseSeq, card: &ModelCard, device: &Device) -> Result<
     to_input(&[&p], card, device)
 }
 
+/// Rotates `(T, M, V, 3)` coordinates about the y axis by `deg` degrees
+/// (the vertical axis of the Kinect and RealSense camera frames), as
+/// CTR-GCN's view transform `Ry` does; zeros stay zeros.
+pub fn rotate_y(x: &mut [f32], deg: f32) {
+    let (s, c) = deg.to_radians().sin_cos();
+    for p in x.chunks_exact_mut(3) {
+        let (px, pz) = (p[0], p[2]);
+        p[0] = px * c + pz * s;
+        p[2] = -px * s + pz * c;
+    }
+}
+
 /// A whole clip as model input the way the live stream sees it: for a
 /// `window` contract, every window [`stream_windows`] cuts at `stride`;
-/// otherwise the one input of [`model_input`]: `(W, C, T, V, M)`.
+/// otherwise the card's one frame selection ([`contract_indices`]). Each
+/// window is taken once per entry of `views` (degrees about the vertical
+/// axis, applied to the centered coordinates before scaling, where the
+/// training view transform acts); no views is one unrotated view:
+/// `(W * max(1, views), C, T, V, M)`, views varying fastest.
 pub fn clip_windows_input(
     poses: PoseSeq,
     card: &ModelCard,
     stride: usize,
+    views: &[f32],
     device: &Device,
 ) -> Result<Tensor> {
-    if card.temporal.sampling != Sampling::Window {
-        return model_input(poses, card, device);
-    }
-    let windows = stream_windows(poses.frames, card.temporal.frames, stride);
-    let prepared = windows
-        .iter()
-        .map(|idx| {
+    let windows = if card.temporal.sampling == Sampling::Window {
+        stream_windows(poses.frames, card.temporal.frames, stride)
+    } else {
+        vec![contract_indices(
+            poses.frames,
+            card.temporal.frames,
+            card.temporal.sampling,
+        )]
+    };
+    let angles: &[Option<f32>] = &if views.is_empty() {
+        vec![None]
+    } else {
+        views.iter().copied().map(Some).collect()
+    };
+    let mut prepared = Vec::with_capacity(windows.len() * angles.len());
+    for idx in &windows {
+        for &angle in angles {
+            let mut rotate = |x: &mut [f32], _t: usize, _m: usize, _v: usize| {
+                if let Some(deg) = angle {
+                    rotate_y(x, deg)
+                }
+            };
             let opts = PrepareOptions {
                 frames: Some(idx),
-                transform: None,
+                transform: Some(&mut rotate),
             };
-            prepare(poses, card, opts)
-        })
-        .collect::<Result<Vec<_>>>()?;
+            prepared.push(prepare(poses, card, opts)?);
+        }
+    }
     to_input(&prepared.iter().collect::<Vec<_>>(), card, device)
 }
 

@@ -90,6 +90,11 @@ enum Command {
         /// Write no confusion.png into the model directory (single model).
         #[arg(long)]
         no_plot: bool,
+        /// Score each clip from several views, rotated about the vertical
+        /// axis by these angles in degrees, comma-separated (e.g.
+        /// -30,0,30): the mean of their class probabilities decides.
+        #[arg(long, allow_hyphen_values = true)]
+        views: Option<String>,
     },
     /// Draw curves.png (from metrics.csv) and confusion.png (from
     /// evaluation.txt, with the card's class names) for a model or run
@@ -348,13 +353,17 @@ fn main() -> Result<()> {
             data,
             limit,
             no_plot,
-        } => match models.as_slice() {
-            [model] if weights.is_none() => {
-                train::eval(model, dataset, data, limit, !no_plot).context("eval")
+            views,
+        } => {
+            let views = train::parse_views(views.as_deref())?;
+            match models.as_slice() {
+                [model] if weights.is_none() => {
+                    train::eval(model, dataset, data, limit, &views, !no_plot).context("eval")
+                }
+                _ => train::eval_fused(&models, weights.as_deref(), dataset, data, limit, &views)
+                    .context("eval (fused)"),
             }
-            _ => train::eval_fused(&models, weights.as_deref(), dataset, data, limit)
-                .context("eval (fused)"),
-        },
+        }
         #[cfg(feature = "train")]
         Command::Plot { dir, out } => train::plot(&dir, out.as_deref()).context("plot"),
         #[cfg(feature = "train")]

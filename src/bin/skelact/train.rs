@@ -212,6 +212,20 @@ fn parse_weights(s: &str, flag: &str) -> Result<Vec<f64>> {
         .with_context(|| format!("{flag} `{s}`: expected numbers, e.g. 0.6,0.6,0.4,0.4"))
 }
 
+/// `--views -30,0,30`: angles in degrees; none gives one plain view.
+pub fn parse_views(s: Option<&str>) -> Result<Vec<f32>> {
+    let Some(s) = s else { return Ok(Vec::new()) };
+    let views: Vec<f32> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f32>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("--views `{s}`: expected angles in degrees, e.g. -30,0,30"))?;
+    if views.iter().any(|a| !a.is_finite()) {
+        bail!("--views `{s}`: angles must be finite");
+    }
+    Ok(views)
+}
+
 fn parse_betas(s: &str) -> Result<(f64, f64)> {
     let parsed = s
         .split_once(',')
@@ -342,6 +356,7 @@ pub fn eval(
     dataset: Option<String>,
     data: Option<PathBuf>,
     limit: Option<usize>,
+    views: &[f32],
     write_plot: bool,
 ) -> Result<()> {
     let dir = ModelDir::open(model)?;
@@ -358,7 +373,17 @@ pub fn eval(
         split.test.len()
     );
     let started = std::time::Instant::now();
-    let e = train::evaluate(loaded.encoder.as_ref(), card, &split.test, 64, &device)?;
+    if !views.is_empty() {
+        println!("each clip from {} views: {views:?} degrees", views.len());
+    }
+    let e = train::evaluate_views(
+        loaded.encoder.as_ref(),
+        card,
+        &split.test,
+        views,
+        64,
+        &device,
+    )?;
     print!("{}", e.report(&card.classes));
     println!(
         "{:.1} s ({:.1} clips/s)",
@@ -387,6 +412,7 @@ pub fn eval_fused(
     dataset: Option<String>,
     data: Option<PathBuf>,
     limit: Option<usize>,
+    views: &[f32],
 ) -> Result<()> {
     let dirs = models
         .iter()
@@ -410,12 +436,22 @@ pub fn eval_fused(
     let labels: Vec<usize> = split.test.iter().map(|c| c.label).collect();
     let (_, split_name) = bench.describe();
     println!("{} test clips ({split_name})", split.test.len());
+    if !views.is_empty() {
+        println!("each clip from {} views: {views:?} degrees", views.len());
+    }
     let device = Device::Cpu;
     let k = cards[0].classes.len();
     let mut all = Vec::with_capacity(dirs.len());
     for ((dir, card), w) in dirs.iter().zip(&cards).zip(&weights) {
         let loaded = dir.load(&device, Some(DType::F32))?;
-        let s = fusion::scores(loaded.encoder.as_ref(), card, &split.test, 64, &device)?;
+        let s = fusion::scores(
+            loaded.encoder.as_ref(),
+            card,
+            &split.test,
+            views,
+            64,
+            &device,
+        )?;
         let e = fusion::evaluate_scores(&s, &labels, k);
         let streams: Vec<_> = card.input.streams.iter().map(|s| s.name()).collect();
         println!(
