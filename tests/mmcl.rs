@@ -401,6 +401,34 @@ fn mmcl_needs_utd_mhad() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The two MMCL terms enter the objective with the configured weights
+/// (the paper's 0.2 and 0.1 by default; 0 removes a term for an
+/// ablation), and a negative or non-finite weight is refused.
+#[test]
+fn mmcl_terms_take_their_configured_weights() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let terms = skelact::train::mmcl::MmclLoss {
+        refined_ce: Tensor::new(1.5f32, &dev)?,
+        align: Tensor::new(3.0f32, &dev)?,
+    };
+    let mut cfg = skelact::train::mmcl::MmclConfig::default();
+    assert!((scalar(&terms.weighted(&cfg)?) - (0.2 * 1.5 + 0.1 * 3.0)).abs() < EXACT);
+    cfg.align_weight = 0.0;
+    assert!((scalar(&terms.weighted(&cfg)?) - 0.3).abs() < EXACT);
+    cfg.refine_weight = 0.0;
+    cfg.align_weight = 0.5;
+    assert!((scalar(&terms.weighted(&cfg)?) - 1.5).abs() < EXACT);
+    cfg.validate()?;
+    for bad in [-0.1, f64::NAN, f64::INFINITY] {
+        cfg.refine_weight = bad;
+        assert!(matches!(cfg.validate(), Err(Error::Config { .. })));
+    }
+    // a config written before the weights existed reads the paper's
+    let old: skelact::train::mmcl::MmclConfig = toml::from_str("depth_frames = 6")?;
+    assert_eq!(old, skelact::train::mmcl::MmclConfig::default());
+    Ok(())
+}
+
 #[test]
 fn mmcl_method_trains_two_steps_and_exports_a_skeleton_only_model() -> anyhow::Result<()> {
     let Some(root) = utd_root() else {

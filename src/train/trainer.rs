@@ -439,7 +439,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
                         terms.refined_ce.to_scalar::<f32>()?,
                         terms.align.to_scalar::<f32>()?
                     );
-                    (logits, (ce + terms.weighted()?)?)
+                    (logits, (ce + terms.weighted(&m.cfg)?)?)
                 }
                 (Some(g), _) => {
                     let (logits, h) = encoder.forward_with_features(&x, true)?;

@@ -36,6 +36,14 @@ pub struct TrainArgs {
     /// MMCL: depth frames paired with each skeleton window.
     #[arg(long, default_value_t = skelact::train::mmcl::DEFAULT_DEPTH_FRAMES)]
     pub depth_frames: usize,
+    /// MMCL: weight of the refined score's cross-entropy (the paper's
+    /// 0.2; 0 leaves the teacher out, for ablations).
+    #[arg(long, default_value_t = skelact::train::mmcl::refine::REFINE_WEIGHT)]
+    pub mmcl_refine_weight: f64,
+    /// MMCL: weight of the skeleton–depth alignment (the paper's 0.1; 0
+    /// leaves the depth video out, for ablations).
+    #[arg(long, default_value_t = skelact::train::mmcl::align::ALIGN_WEIGHT)]
+    pub mmcl_align_weight: f64,
     /// Architecture: ctrgcn-edge, ctrgcn, stgcn-edge, stgcn, skeletonmae, scdnet
     /// (SCD-Net's encoder with a linear head; `--init` a `skelact pretrain scd`
     /// encoder to fine-tune it).
@@ -246,6 +254,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     cfg.text_model = a.text_model;
     cfg.mmcl.teacher = a.teacher;
     cfg.mmcl.depth_frames = a.depth_frames;
+    cfg.mmcl.refine_weight = a.mmcl_refine_weight;
+    cfg.mmcl.align_weight = a.mmcl_align_weight;
     cfg.init = a.init;
     if !a.distill.is_empty() {
         let fusion_weights = a

@@ -69,6 +69,40 @@ pub struct MmclConfig {
     pub teacher: Option<PathBuf>,
     /// Depth frames per skeleton window (K).
     pub depth_frames: usize,
+    /// Weight of the refined score's cross-entropy (the paper: 0.2); 0
+    /// leaves the refinement out of the objective.
+    #[serde(default = "default_refine_weight")]
+    pub refine_weight: f64,
+    /// Weight of the skeleton–depth alignment (the paper: 0.1); 0 leaves
+    /// the depth video out of the objective.
+    #[serde(default = "default_align_weight")]
+    pub align_weight: f64,
+}
+
+fn default_refine_weight() -> f64 {
+    refine::REFINE_WEIGHT
+}
+
+fn default_align_weight() -> f64 {
+    align::ALIGN_WEIGHT
+}
+
+impl MmclConfig {
+    /// Rejects a negative or non-finite term weight.
+    pub fn validate(&self) -> Result<()> {
+        for (name, w) in [
+            ("refine weight", self.refine_weight),
+            ("align weight", self.align_weight),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(Error::config(
+                    "mmcl",
+                    format!("{name} must be finite and >= 0, got {w}"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for MmclConfig {
@@ -76,6 +110,8 @@ impl Default for MmclConfig {
         Self {
             teacher: None,
             depth_frames: DEFAULT_DEPTH_FRAMES,
+            refine_weight: refine::REFINE_WEIGHT,
+            align_weight: align::ALIGN_WEIGHT,
         }
     }
 }
@@ -90,9 +126,10 @@ pub struct MmclLoss {
 }
 
 impl MmclLoss {
-    /// `0.2 CE_refined + 0.1 L_align`, to add to the cross-entropy.
-    pub fn weighted(&self) -> Result<Tensor> {
-        Ok(((&self.refined_ce * refine::REFINE_WEIGHT)? + (&self.align * align::ALIGN_WEIGHT)?)?)
+    /// `w_refine CE_refined + w_align L_align` (the paper: 0.2 and 0.1), to
+    /// add to the cross-entropy.
+    pub fn weighted(&self, cfg: &MmclConfig) -> Result<Tensor> {
+        Ok(((&self.refined_ce * cfg.refine_weight)? + (&self.align * cfg.align_weight)?)?)
     }
 }
 
@@ -113,6 +150,8 @@ pub struct Mmcl {
     pub teacher: TeacherFeatures,
     /// Where the teacher features were read from.
     pub teacher_path: PathBuf,
+    /// The run's settings (term weights).
+    pub cfg: MmclConfig,
 }
 
 /// The last block's width of a backbone that exposes its feature map.
@@ -183,6 +222,7 @@ impl Mmcl {
                 "MMCL needs UTD-MHAD (--dataset utd): its depth video is the second modality",
             ));
         }
+        cfg.validate()?;
         let c_feat = feature_channels(arch)?;
         let utd_root = data_root.join("utd-mhad");
         let (teacher_path, teacher) = resolve_teacher(cfg, &utd_root, work_dir)?;
@@ -231,6 +271,7 @@ impl Mmcl {
             depth,
             teacher,
             teacher_path,
+            cfg: cfg.clone(),
         })
     }
 
@@ -288,11 +329,11 @@ impl Mmcl {
              (replacing the paper's RGB Inception-v3 and multimodal-LLM teacher); the depth \
              encoder, projection and refinement module were training-only and are not part of \
              this model.",
-            refine::REFINE_WEIGHT,
+            self.cfg.refine_weight,
             self.teacher.names.join(", "),
             self.teacher.source,
             self.teacher_path.display(),
-            align::ALIGN_WEIGHT,
+            self.cfg.align_weight,
             align::TEMPERATURE,
             encoder::EMBED_DIM,
             self.depth_encoder.frames()
