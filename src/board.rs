@@ -214,7 +214,9 @@ impl Board {
                     format!("{} frames (model {})", card.temporal.frames, card.name),
                 ));
             }
-            let macs = builtin::macs_per_window(model, &candle_core::Device::Cpu)?;
+            // one forward pass per test-time view
+            let views = card.input.views.len().max(1) as u64;
+            let macs = builtin::macs_per_window(model, &candle_core::Device::Cpu)? * views;
             macs_total += macs;
             need += self.required_gmacs(macs, card.temporal.source_fps);
         }

@@ -103,6 +103,31 @@ fn mismatches_are_refused_naming_the_field() {
     ));
 }
 
+/// Test-time views are part of the card: written only when present, read
+/// back, and refused when not finite or too many.
+#[test]
+fn test_time_views_round_trip_and_are_checked() {
+    let text = edge_card().to_toml().unwrap();
+    assert!(!text.contains("views"), "an empty list is not written");
+    let mut card = edge_card();
+    card.input.views = vec![-30.0, 0.0, 30.0];
+    let back = ModelCard::from_toml(&card.to_toml().unwrap(), "model.toml".as_ref()).unwrap();
+    assert_eq!(back.input.views, vec![-30.0, 0.0, 30.0]);
+    back.validate().unwrap();
+    card.input.views = vec![0.0, f32::NAN];
+    let err = card.validate().unwrap_err();
+    assert!(
+        matches!(&err, Error::Mismatch { field, .. } if field == "input.views"),
+        "{err}"
+    );
+    card.input.views = vec![0.0; skelact::model::card::MAX_VIEWS + 1];
+    let err = card.validate().unwrap_err();
+    assert!(
+        matches!(&err, Error::Mismatch { field, .. } if field == "input.views"),
+        "{err}"
+    );
+}
+
 #[test]
 fn create_then_load_gives_the_same_outputs() {
     let card = edge_card();

@@ -20,7 +20,7 @@ use skelact::skeleton::Layout;
 use skelact::source::recording::{RecordingSource, RecordingWriter};
 use skelact::source::synthetic::SyntheticSource;
 use skelact::source::{Frame, JointSource};
-use skelact::window::input::{model_input, PoseSeq};
+use skelact::window::input::{model_input, PoseSeq, PrepareOptions};
 use skelact::window::Stream;
 use skelact::Error;
 
@@ -480,6 +480,17 @@ fn boards_refuse_models_that_do_not_fit() {
         matches!(&e, Error::Mismatch { field, .. } if field.contains("temporal.frames")),
         "{e}"
     );
+    // test-time views multiply the compute: one pass per view
+    let board = Board::builtin("x86-cpu").unwrap();
+    let mut card = builtin::card("ctrgcn-edge").unwrap().unwrap();
+    let one = board
+        .check_model(&builtin::fresh(&card, &dev).unwrap())
+        .unwrap();
+    card.input.views = vec![-30.0, 0.0, 30.0];
+    let three = board
+        .check_model(&builtin::fresh(&card, &dev).unwrap())
+        .unwrap();
+    assert!((three - 3.0 * one).abs() < 1e-9 * three, "{one} {three}");
     // a CUDA board in a CPU build is an error, not a fallback
     if !candle_core::utils::cuda_is_available() {
         let e = Board::builtin("jetson-orin-nano")
@@ -510,6 +521,20 @@ fn fused_models_stream_scores_equal_offline_weighted_sums() {
     let motion = tmp.path().join("bone-motion");
     ModelDir::create(&motion, &card, &common::seeded_weights(&card, 9)).unwrap();
     stream_scores_equal_offline(&[fresh_model_dir(), motion], None, &[0.6, 0.4]);
+}
+
+/// A card with test-time views: every window is scored once per view on
+/// the live stream, and the mean of the views' probabilities equals the
+/// offline mean over the clip rotated by each angle.
+#[test]
+fn test_time_views_stream_scores_equal_offline_view_means() {
+    let mut card = builtin::card("ctrgcn-edge").unwrap().unwrap();
+    card.name = "ctrgcn-edge-views".into();
+    card.input.views = vec![-30.0, 0.0, 25.0];
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("views");
+    ModelDir::create(&dir, &card, &common::seeded_weights(&card, 5)).unwrap();
+    stream_scores_equal_offline(&[dir], None, &[1.0]);
 }
 
 #[test]
@@ -596,22 +621,47 @@ fn stream_scores_equal_offline(dirs: &[PathBuf], weights: Option<Vec<f64>>, want
             .filter_map(|e| e.scores.as_ref())
             .collect();
         assert_eq!(scores.len(), 1, "clip {}", clip.name);
-        let mut logits: Option<candle_core::Tensor> = None;
-        for (model, &w) in models.iter().zip(want_weights) {
-            let x =
-                model_input(PoseSeq::from_clip(clip).unwrap(), &model.card, &Device::Cpu).unwrap();
-            let l = (model.logits(&x).unwrap() * w).unwrap();
-            logits = Some(match logits {
-                None => l,
-                Some(s) => (s + l).unwrap(),
-            });
+        // each test-time view (or none) scored by the weighted sum of the
+        // models' logits, then the views' probabilities averaged
+        let views: Vec<Option<f32>> = match models[0].card.input.views.as_slice() {
+            [] => vec![None],
+            v => v.iter().copied().map(Some).collect(),
+        };
+        let mut p = vec![0.0f32; models[0].card.classes.len()];
+        for view in &views {
+            let mut logits: Option<candle_core::Tensor> = None;
+            for (model, &w) in models.iter().zip(want_weights) {
+                let seq = PoseSeq::from_clip(clip).unwrap();
+                let x = match view {
+                    None => model_input(seq, &model.card, &Device::Cpu).unwrap(),
+                    Some(deg) => {
+                        let mut rotate = |x: &mut [f32], _: usize, _: usize, _: usize| {
+                            skelact::window::input::rotate_y(x, *deg)
+                        };
+                        let opts = PrepareOptions {
+                            frames: None,
+                            transform: Some(&mut rotate),
+                        };
+                        let prepared = skelact::window::prepare(seq, &model.card, opts).unwrap();
+                        skelact::window::to_input(&[&prepared], &model.card, &Device::Cpu).unwrap()
+                    }
+                };
+                let l = (model.logits(&x).unwrap() * w).unwrap();
+                logits = Some(match logits {
+                    None => l,
+                    Some(s) => (s + l).unwrap(),
+                });
+            }
+            let pv = candle_nn::ops::softmax_last_dim(&logits.unwrap())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            for (a, b) in p.iter_mut().zip(pv) {
+                *a += b / views.len() as f32;
+            }
         }
-        let p = candle_nn::ops::softmax_last_dim(&logits.unwrap())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
         let d = p
             .iter()
             .zip(scores[0])

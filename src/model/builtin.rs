@@ -77,6 +77,7 @@ pub fn card(name: &str) -> Option<Result<ModelCard>> {
                 coords: 3,
                 persons,
                 center_joint: layout.joint_index(center)?,
+                views: Vec::new(),
             },
             temporal: TemporalContract {
                 frames,

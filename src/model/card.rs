@@ -79,8 +79,11 @@ pub struct SkeletonSpec {
     pub edge_hash: String,
 }
 
+/// The most test-time views a card may ask for ([`InputSpec::views`]).
+pub const MAX_VIEWS: usize = 16;
+
 /// What the model's input tensor holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     /// Streams stacked along the channel axis, in order.
@@ -91,6 +94,14 @@ pub struct InputSpec {
     pub persons: usize,
     /// Joint used as the center by centered streams and normalization.
     pub center_joint: usize,
+    /// Test-time views: angles in degrees about the vertical axis. Each
+    /// window is scored once per view, rotated where the training view
+    /// transform acts (centered coordinates, before scaling), and the mean
+    /// class probability decides; empty is one unrotated view
+    /// ([`crate::window::input::prepare_views`]). Costs one forward pass
+    /// per view.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<f32>,
 }
 
 impl InputSpec {
@@ -271,6 +282,16 @@ impl ModelCard {
         }
         if self.input.streams.is_empty() {
             return Err(Error::config("input.streams", "at least one stream"));
+        }
+        if self.input.views.len() > MAX_VIEWS {
+            return Err(Error::mismatch(
+                "input.views",
+                format!("at most {MAX_VIEWS} views"),
+                self.input.views.len(),
+            ));
+        }
+        if let Some(a) = self.input.views.iter().find(|a| !a.is_finite()) {
+            return Err(Error::mismatch("input.views", "finite angles", a));
         }
         if self.temporal.frames == 0 {
             return Err(Error::config("temporal.frames", "must be positive"));

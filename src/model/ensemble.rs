@@ -105,6 +105,13 @@ pub fn check_servable(cards: &[&ModelCard]) -> Result<()> {
                 format!("{:?}", c.normalization),
             ));
         }
+        if c.input.views != first.input.views {
+            return Err(differs(
+                "test-time views",
+                format!("{:?}", first.input.views),
+                format!("{:?}", c.input.views),
+            ));
+        }
         if (c.input.persons, c.input.center_joint)
             != (first.input.persons, first.input.center_joint)
         {

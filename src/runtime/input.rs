@@ -11,11 +11,11 @@ use candle_core::{Device, Tensor};
 
 use super::tracker::TrackWindow;
 use crate::model::ModelCard;
-use crate::window::input::{prepare, to_input, PoseSeq, PrepareOptions, Prepared};
+use crate::window::input::{prepare_views, to_input, PoseSeq, Prepared};
 use crate::{Error, Result};
 
-/// The model input `(N, C, T, V, M)` for a batch of track windows, each
-/// window the first person of its sample.
+/// The model input `(N * max(1, views), C, T, V, M)` for a batch of track
+/// windows, each window the first person of its sample.
 pub fn window_tensor(
     windows: &[&TrackWindow],
     card: &ModelCard,
@@ -28,8 +28,10 @@ pub fn window_tensor(
 
 /// The windows normalized and their frames selected as `card` says, before
 /// streams are computed: what every model of an ensemble shares (the
-/// members agree on everything [`prepare`] reads), so that each member
-/// only computes its streams ([`to_input`]).
+/// members agree on everything [`prepare_views`] reads), so that each
+/// member only computes its streams ([`to_input`]). A card with test-time
+/// views gives each window once per view, views varying fastest
+/// ([`crate::window::input::mean_probs`] averages them back).
 pub fn prepare_windows(windows: &[&TrackWindow], card: &ModelCard) -> Result<Vec<Prepared>> {
     if windows.is_empty() {
         return Err(Error::config("batch", "needs at least one window"));
@@ -45,7 +47,7 @@ pub fn prepare_windows(windows: &[&TrackWindow], card: &ModelCard) -> Result<Vec
             )
         })?;
         let seq = PoseSeq::new(joints, w.frames, 1, w.num_joints)?;
-        prepared.push(prepare(seq, card, PrepareOptions::default())?);
+        prepared.extend(prepare_views(seq, card, None, &card.input.views)?);
     }
     Ok(prepared)
 }

@@ -83,6 +83,7 @@ use crate::board::Board;
 use crate::model::{Ensemble, LoadedModel, ModelDir};
 use crate::source::live::NO_FRAME;
 use crate::source::{Frame, JointSource};
+use crate::window::input::mean_probs;
 use crate::window::to_input;
 use crate::{Error, Result};
 
@@ -736,8 +737,9 @@ impl Runtime {
                                     let logits = model.logits(|c| {
                                         Ok(to_input(&prepared, c, &device)?.to_dtype(dtype)?)
                                     })?;
-                                    let p = candle_nn::ops::softmax_last_dim(&logits)?
-                                        .to_vec2::<f32>()?;
+                                    // the mean over each window's test-time views
+                                    let views = model.card().input.views.len();
+                                    let p = mean_probs(&logits, views)?.to_vec2::<f32>()?;
                                     fwd.record(now_ns().saturating_sub(start));
                                     batches += 1;
                                     p

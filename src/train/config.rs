@@ -350,6 +350,7 @@ pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
             coords: 3,
             persons: 1,
             center_joint: layout.joint_index("spine")?,
+            views: Vec::new(),
         },
         temporal: TemporalContract {
             frames: cfg.frames,

@@ -142,7 +142,7 @@ pub fn forward_clips(
 }
 
 /// Scores `clips` with `encoder` in inference mode, through the card's
-/// evaluation-time input path.
+/// evaluation-time input path (its test-time views included).
 pub fn evaluate(
     encoder: &dyn Encoder,
     card: &ModelCard,
@@ -150,11 +150,11 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<Evaluation> {
-    evaluate_views(encoder, card, clips, &[], batch_size, device)
+    evaluate_views(encoder, card, clips, &card.input.views, batch_size, device)
 }
 
-/// [`evaluate`] with each clip scored from several rotated views
-/// ([`forward_clips`]).
+/// [`evaluate`] with each clip scored from the given rotated views instead
+/// of the card's ([`forward_clips`]; none is one plain view).
 pub fn evaluate_views(
     encoder: &dyn Encoder,
     card: &ModelCard,

@@ -344,12 +344,60 @@ pub fn rotate_y(x: &mut [f32], deg: f32) {
     }
 }
 
+/// [`prepare`] once per test-time view: the poses rotated about the
+/// vertical axis by each angle of `views` (degrees, [`rotate_y`]) where
+/// the training view transform acts, after centering and before scaling;
+/// no views is one plain [`prepare`]. `frames` as in [`PrepareOptions`].
+pub fn prepare_views(
+    poses: PoseSeq,
+    card: &ModelCard,
+    frames: Option<&[Option<usize>]>,
+    views: &[f32],
+) -> Result<Vec<Prepared>> {
+    if views.is_empty() {
+        let opts = PrepareOptions {
+            frames,
+            transform: None,
+        };
+        return Ok(vec![prepare(poses, card, opts)?]);
+    }
+    views
+        .iter()
+        .map(|&deg| {
+            let mut rotate = |x: &mut [f32], _t: usize, _m: usize, _v: usize| rotate_y(x, deg);
+            let opts = PrepareOptions {
+                frames,
+                transform: Some(&mut rotate),
+            };
+            prepare(poses, card, opts)
+        })
+        .collect()
+}
+
+/// Averages class probabilities over consecutive groups of `group` rows:
+/// `(N * group, K)` logits to `(N, K)` probabilities (the test-time views
+/// of each window, [`prepare_views`]).
+pub fn mean_probs(logits: &Tensor, group: usize) -> Result<Tensor> {
+    let p = candle_nn::ops::softmax_last_dim(logits)?; // (N * group, K)
+    if group <= 1 {
+        return Ok(p);
+    }
+    let (rows, k) = p.dims2()?;
+    if rows % group != 0 {
+        return Err(Error::shape(
+            "view scores",
+            format!("a multiple of {group} rows"),
+            &[rows, k],
+        ));
+    }
+    Ok(p.reshape((rows / group, group, k))?.mean(1)?) // (N, K)
+}
+
 /// A whole clip as model input the way the live stream sees it: for a
 /// `window` contract, every window [`stream_windows`] cuts at `stride`;
-/// otherwise the card's one frame selection ([`contract_indices`]). Each
-/// window is taken once per entry of `views` (degrees about the vertical
-/// axis, applied to the centered coordinates before scaling, where the
-/// training view transform acts); no views is one unrotated view:
+/// otherwise the card's one frame selection ([`contract_indices`]); each
+/// window once per entry of `views` ([`prepare_views`]; pass the card's
+/// `input.views` to score as the card says):
 /// `(W * max(1, views), C, T, V, M)`, views varying fastest.
 pub fn clip_windows_input(
     poses: PoseSeq,
@@ -367,25 +415,9 @@ pub fn clip_windows_input(
             card.temporal.sampling,
         )]
     };
-    let angles: &[Option<f32>] = &if views.is_empty() {
-        vec![None]
-    } else {
-        views.iter().copied().map(Some).collect()
-    };
-    let mut prepared = Vec::with_capacity(windows.len() * angles.len());
+    let mut prepared = Vec::with_capacity(windows.len() * views.len().max(1));
     for idx in &windows {
-        for &angle in angles {
-            let mut rotate = |x: &mut [f32], _t: usize, _m: usize, _v: usize| {
-                if let Some(deg) = angle {
-                    rotate_y(x, deg)
-                }
-            };
-            let opts = PrepareOptions {
-                frames: Some(idx),
-                transform: Some(&mut rotate),
-            };
-            prepared.push(prepare(poses, card, opts)?);
-        }
+        prepared.extend(prepare_views(poses, card, Some(idx), views)?);
     }
     to_input(&prepared.iter().collect::<Vec<_>>(), card, device)
 }
@@ -428,6 +460,34 @@ mod tests {
         assert_eq!(w, vec![Some(2), Some(3), Some(4)]);
         let w = contract_indices(2, 3, Sampling::Window);
         assert_eq!(w, vec![Some(0), Some(1), None]);
+    }
+
+    #[test]
+    fn mean_probs_averages_each_windows_views() {
+        // 2 windows x 2 views, 2 classes; logits ln p give probabilities p
+        let p = [[0.9f32, 0.1], [0.5, 0.5], [0.2, 0.8], [0.4, 0.6]];
+        let logits: Vec<f32> = p.iter().flatten().map(|x| x.ln()).collect();
+        let x = Tensor::from_vec(logits, (4, 2), &Device::Cpu).unwrap();
+        let m = mean_probs(&x, 2).unwrap().to_vec2::<f32>().unwrap();
+        let want = [[0.7f32, 0.3], [0.3, 0.7]];
+        for (row, w) in m.iter().zip(want) {
+            for (a, b) in row.iter().zip(w) {
+                assert!((a - b).abs() < 1e-6, "{m:?}");
+            }
+        }
+        // one view: plain probabilities; rows not a multiple: a typed error
+        assert_eq!(mean_probs(&x, 1).unwrap().dims(), &[4, 2]);
+        assert!(matches!(mean_probs(&x, 3), Err(Error::Shape { .. })));
+    }
+
+    #[test]
+    fn rotate_y_turns_x_towards_z_and_keeps_zeros() {
+        let mut x = vec![1.0f32, 2.0, 0.0, 0.0, 0.0, 0.0];
+        rotate_y(&mut x, 90.0);
+        let want = [0.0f32, 2.0, -1.0, 0.0, 0.0, 0.0];
+        for (a, b) in x.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{x:?}");
+        }
     }
 
     #[test]

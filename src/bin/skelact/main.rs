@@ -92,7 +92,8 @@ enum Command {
         no_plot: bool,
         /// Score each clip from several views, rotated about the vertical
         /// axis by these angles in degrees, comma-separated (e.g.
-        /// -30,0,30): the mean of their class probabilities decides.
+        /// -30,0,30): the mean of their class probabilities decides;
+        /// `none` is one plain view (default: the card's `input.views`).
         #[arg(long, allow_hyphen_values = true)]
         views: Option<String>,
     },
@@ -358,10 +359,14 @@ fn main() -> Result<()> {
             let views = train::parse_views(views.as_deref())?;
             match models.as_slice() {
                 [model] if weights.is_none() => {
-                    train::eval(model, dataset, data, limit, &views, !no_plot).context("eval")
+                    let views = views.as_deref();
+                    train::eval(model, dataset, data, limit, views, !no_plot).context("eval")
                 }
-                _ => train::eval_fused(&models, weights.as_deref(), dataset, data, limit, &views)
-                    .context("eval (fused)"),
+                _ => {
+                    let views = views.as_deref();
+                    train::eval_fused(&models, weights.as_deref(), dataset, data, limit, views)
+                        .context("eval (fused)")
+                }
             }
         }
         #[cfg(feature = "train")]

@@ -497,7 +497,8 @@ fn replay_accuracy(
     let mut right_off = 0;
     for c in &clips {
         let seq = PoseSeq::from_clip(c)?;
-        let logits = model.logits(|card| clip_windows_input(seq, card, stride, &[], &dev))?; // (W, K)
+        let logits =
+            model.logits(|card| clip_windows_input(seq, card, stride, &card.input.views, &dev))?; // (W, K)
         let probs = candle_nn::ops::softmax(&logits.to_dtype(candle_core::DType::F32)?, 1)?
             .mean(0)?
             .to_vec1::<f32>()?;

@@ -220,9 +220,13 @@ fn parse_weights(s: &str, flag: &str) -> Result<Vec<f64>> {
         .with_context(|| format!("{flag} `{s}`: expected numbers, e.g. 0.6,0.6,0.4,0.4"))
 }
 
-/// `--views -30,0,30`: angles in degrees; none gives one plain view.
-pub fn parse_views(s: Option<&str>) -> Result<Vec<f32>> {
-    let Some(s) = s else { return Ok(Vec::new()) };
+/// `--views -30,0,30`: angles in degrees; `none` is one plain view;
+/// absent (`None`): the card's own views.
+pub fn parse_views(s: Option<&str>) -> Result<Option<Vec<f32>>> {
+    let Some(s) = s else { return Ok(None) };
+    if s.trim() == "none" {
+        return Ok(Some(Vec::new()));
+    }
     let views: Vec<f32> = s
         .split(',')
         .map(|x| x.trim().parse::<f32>())
@@ -231,7 +235,7 @@ pub fn parse_views(s: Option<&str>) -> Result<Vec<f32>> {
     if views.iter().any(|a| !a.is_finite()) {
         bail!("--views `{s}`: angles must be finite");
     }
-    Ok(views)
+    Ok(Some(views))
 }
 
 fn parse_betas(s: &str) -> Result<(f64, f64)> {
@@ -366,7 +370,7 @@ pub fn eval(
     dataset: Option<String>,
     data: Option<PathBuf>,
     limit: Option<usize>,
-    views: &[f32],
+    views: Option<&[f32]>,
     write_plot: bool,
 ) -> Result<()> {
     let dir = ModelDir::open(model)?;
@@ -383,6 +387,7 @@ pub fn eval(
         split.test.len()
     );
     let started = std::time::Instant::now();
+    let views = views.unwrap_or(&card.input.views);
     if !views.is_empty() {
         println!("each clip from {} views: {views:?} degrees", views.len());
     }
@@ -422,7 +427,7 @@ pub fn eval_fused(
     dataset: Option<String>,
     data: Option<PathBuf>,
     limit: Option<usize>,
-    views: &[f32],
+    views: Option<&[f32]>,
 ) -> Result<()> {
     let dirs = models
         .iter()
@@ -446,7 +451,7 @@ pub fn eval_fused(
     let labels: Vec<usize> = split.test.iter().map(|c| c.label).collect();
     let (_, split_name) = bench.describe();
     println!("{} test clips ({split_name})", split.test.len());
-    if !views.is_empty() {
+    if let Some(views) = views.filter(|v| !v.is_empty()) {
         println!("each clip from {} views: {views:?} degrees", views.len());
     }
     let device = Device::Cpu;
@@ -458,7 +463,7 @@ pub fn eval_fused(
             loaded.encoder.as_ref(),
             card,
             &split.test,
-            views,
+            views.unwrap_or(&card.input.views),
             64,
             &device,
         )?;
