@@ -499,6 +499,43 @@ fn views_average_the_probabilities_of_rotated_copies() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fused evaluation with test-time views goes the way serving does: per
+/// view the weighted sum of the members' logits, then the mean of the
+/// views' probabilities (not the weighted sum of each model's own
+/// view-averaged score). Checked against that sum built from one-view
+/// scores of each model.
+#[test]
+fn fused_views_score_per_view_sums_as_serving_does() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let card = config::training_card(&tiny_config(10))?;
+    let clips = vec![synthetic_clip(17), synthetic_clip(9)];
+    let (views, weights) = ([-30.0f32, 20.0], [0.6, 0.4]);
+    let tmp = tempfile::tempdir()?;
+    let mut members = Vec::new();
+    for seed in [1, 2] {
+        let dir = tmp.path().join(format!("m{seed}"));
+        ModelDir::create(&dir, &card, &common::seeded_weights(&card, seed))?;
+        members.push(ModelDir::open(&dir)?.load(&dev, Some(DType::F32))?);
+    }
+    // per view: sum_m w_m logits_m (one plain clip-resample input: raw logits)
+    let mut want = Tensor::zeros((2, 10), DType::F32, &dev)?;
+    for deg in views {
+        let mut sum = Tensor::zeros((2, 10), DType::F32, &dev)?;
+        for (m, w) in members.iter().zip(weights) {
+            let l = trainer::forward_clips(m.encoder.as_ref(), &card, &clips, &[deg], &dev)?;
+            sum = (sum + (l * w)?)?;
+        }
+        want = (want + candle_nn::ops::softmax(&sum, 1)?)?;
+    }
+    let want = (want / 2.0)?.to_vec2::<f32>()?;
+    let ensemble = skelact::model::Ensemble::new(members, Some(weights.to_vec()))?;
+    let got = skelact::train::fusion::ensemble_scores(&ensemble, &clips, &views, &dev)?;
+    for (a, b) in got.iter().flatten().zip(want.iter().flatten()) {
+        assert!((a.exp() - b).abs() < 1e-5, "{} {b}", a.exp());
+    }
+    Ok(())
+}
+
 #[test]
 fn training_samples_are_deterministic_per_seed() -> anyhow::Result<()> {
     let card = config::training_card(&tiny_config(10))?;

@@ -14,12 +14,13 @@
 use candle_core::Device;
 
 use super::metrics::{Accumulator, Evaluation};
-use super::trainer::forward_clips;
+use super::trainer::{forward_clips, EVAL_WINDOW_STRIDE};
 pub use crate::model::ensemble::{
     check_compatible, check_weights, default_weight, default_weights,
 };
-use crate::model::{Encoder, ModelCard};
+use crate::model::{Encoder, Ensemble, ModelCard};
 use crate::source::Clip;
+use crate::window::input::{clip_windows_input, mean_probs, PoseSeq};
 use crate::{Error, Result};
 
 /// Class scores of every clip: `scores[clip][class]`, in clip order; each
@@ -35,6 +36,30 @@ pub fn scores(
     let mut out = Vec::with_capacity(clips.len());
     for chunk in clips.chunks(batch_size.max(1)) {
         out.extend(forward_clips(encoder, card, chunk, views, device)?.to_vec2::<f32>()?);
+    }
+    Ok(out)
+}
+
+/// Fused class scores of every clip scored as serving scores it: for each
+/// window and test-time view the ensemble's weighted sum of its members'
+/// logits, then the log of the mean class probability over the clip's
+/// windows and views (`(clips, classes)` as rows). With views this differs
+/// from [`fuse`] of per-model [`scores`], which average each model's views
+/// before the weighted sum.
+pub fn ensemble_scores(
+    ensemble: &Ensemble,
+    clips: &[Clip],
+    views: &[f32],
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(clips.len());
+    for clip in clips {
+        let seq = PoseSeq::from_clip(clip)?;
+        let logits = ensemble
+            .logits(|card| clip_windows_input(seq, card, EVAL_WINDOW_STRIDE, views, device))?; // (W * views, K)
+        let rows = logits.dim(0)?;
+        let p = mean_probs(&logits, rows)?; // (1, K)
+        out.extend(p.clamp(1e-30f32, 1f32)?.log()?.to_vec2::<f32>()?);
     }
     Ok(out)
 }

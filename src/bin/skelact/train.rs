@@ -457,6 +457,7 @@ pub fn eval_fused(
     let device = Device::Cpu;
     let k = cards[0].classes.len();
     let mut all = Vec::with_capacity(dirs.len());
+    let mut members = Vec::with_capacity(dirs.len());
     for ((dir, card), w) in dirs.iter().zip(&cards).zip(&weights) {
         let loaded = dir.load(&device, Some(DType::F32))?;
         let s = fusion::scores(
@@ -477,8 +478,16 @@ pub fn eval_fused(
             e.top5 * 100.0
         );
         all.push(s);
+        members.push(loaded);
     }
-    let fused = fusion::fuse(&all, &weights)?;
+    let views = views.unwrap_or(&cards[0].input.views);
+    let fused = if views.is_empty() {
+        fusion::fuse(&all, &weights)?
+    } else {
+        // with test-time views, fuse per view as serving does
+        let ensemble = skelact::model::Ensemble::new(members, Some(weights))?;
+        fusion::ensemble_scores(&ensemble, &split.test, views, &device)?
+    };
     let e = fusion::evaluate_scores(&fused, &labels, k);
     println!("fused ({} models):", dirs.len());
     print!("{}", e.report(&cards[0].classes));
