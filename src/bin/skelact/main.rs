@@ -282,7 +282,20 @@ fn keep_freed_memory_mapped() {
     }
 }
 
+/// Lets a closed pipe end the process as other command-line tools do
+/// (`skelact eval DIR | head`): Rust ignores SIGPIPE, so `println!` to a
+/// closed pipe would panic instead.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called first in `main`, before any other thread exists;
+    // restores the default disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> Result<()> {
+    quiet_on_closed_pipe();
     keep_freed_memory_mapped();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
