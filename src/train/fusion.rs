@@ -20,7 +20,7 @@ pub use crate::model::ensemble::{
 };
 use crate::model::{Encoder, Ensemble, ModelCard};
 use crate::source::Clip;
-use crate::window::input::{clip_windows_input, mean_probs, PoseSeq};
+use crate::window::input::{clip_windows_input, log_mean_probs, PoseSeq};
 use crate::{Error, Result};
 
 /// Class scores of every clip: `scores[clip][class]`, in clip order; each
@@ -57,9 +57,7 @@ pub fn ensemble_scores(
         let seq = PoseSeq::from_clip(clip)?;
         let logits = ensemble
             .logits(|card| clip_windows_input(seq, card, EVAL_WINDOW_STRIDE, views, device))?; // (W * views, K)
-        let rows = logits.dim(0)?;
-        let p = mean_probs(&logits, rows)?; // (1, K)
-        out.extend(p.clamp(1e-30f32, 1f32)?.log()?.to_vec2::<f32>()?);
+        out.extend(log_mean_probs(&logits)?.to_vec2::<f32>()?);
     }
     Ok(out)
 }

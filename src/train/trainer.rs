@@ -134,11 +134,10 @@ pub fn forward_clips(
     let mut start = 0;
     let mut rows = Vec::with_capacity(clips.len());
     for &c in &counts {
-        let p = candle_nn::ops::softmax(&logits.narrow(0, start, c)?, 1)?; // (W_i, K)
-        rows.push(p.mean_keepdim(0)?); // (1, K)
+        rows.push(window::input::log_mean_probs(&logits.narrow(0, start, c)?)?); // (1, K)
         start += c;
     }
-    Ok(Tensor::cat(&rows, 0)?.clamp(1e-30f32, 1f32)?.log()?) // (N, K)
+    Ok(Tensor::cat(&rows, 0)?) // (N, K)
 }
 
 /// Scores `clips` with `encoder` in inference mode, through the card's

@@ -393,6 +393,13 @@ pub fn mean_probs(logits: &Tensor, group: usize) -> Result<Tensor> {
     Ok(p.reshape((rows / group, group, k))?.mean(1)?) // (N, K)
 }
 
+/// The log of the mean class probability over all rows of `logits`
+/// `(R, K)`: one clip's score from its windows and views, `(1, K)`.
+pub fn log_mean_probs(logits: &Tensor) -> Result<Tensor> {
+    let p = mean_probs(logits, logits.dim(0)?)?; // (1, K)
+    Ok(p.clamp(1e-30f32, 1f32)?.log()?)
+}
+
 /// A whole clip as model input the way the live stream sees it: for a
 /// `window` contract, every window [`stream_windows`] cuts at `stride`;
 /// otherwise the card's one frame selection ([`contract_indices`]); each

@@ -370,16 +370,13 @@ fn main() -> Result<()> {
             views,
         } => {
             let views = train::parse_views(views.as_deref())?;
+            let views = views.as_deref();
             match models.as_slice() {
                 [model] if weights.is_none() => {
-                    let views = views.as_deref();
                     train::eval(model, dataset, data, limit, views, !no_plot).context("eval")
                 }
-                _ => {
-                    let views = views.as_deref();
-                    train::eval_fused(&models, weights.as_deref(), dataset, data, limit, views)
-                        .context("eval (fused)")
-                }
+                _ => train::eval_fused(&models, weights.as_deref(), dataset, data, limit, views)
+                    .context("eval (fused)"),
             }
         }
         #[cfg(feature = "train")]

@@ -238,6 +238,13 @@ pub fn parse_views(s: Option<&str>) -> Result<Option<Vec<f32>>> {
     Ok(Some(views))
 }
 
+/// One line on the test-time views in use, when there are any.
+fn say_views(views: &[f32]) {
+    if !views.is_empty() {
+        println!("each clip from {} views: {views:?} degrees", views.len());
+    }
+}
+
 fn parse_betas(s: &str) -> Result<(f64, f64)> {
     let parsed = s
         .split_once(',')
@@ -388,9 +395,7 @@ pub fn eval(
     );
     let started = std::time::Instant::now();
     let views = views.unwrap_or(&card.input.views);
-    if !views.is_empty() {
-        println!("each clip from {} views: {views:?} degrees", views.len());
-    }
+    say_views(views);
     let e = train::evaluate_views(
         loaded.encoder.as_ref(),
         card,
@@ -451,9 +456,7 @@ pub fn eval_fused(
     let labels: Vec<usize> = split.test.iter().map(|c| c.label).collect();
     let (_, split_name) = bench.describe();
     println!("{} test clips ({split_name})", split.test.len());
-    if let Some(views) = views.filter(|v| !v.is_empty()) {
-        println!("each clip from {} views: {views:?} degrees", views.len());
-    }
+    say_views(views.unwrap_or(&cards[0].input.views));
     let device = Device::Cpu;
     let k = cards[0].classes.len();
     let mut all = Vec::with_capacity(dirs.len());
