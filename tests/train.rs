@@ -530,8 +530,17 @@ fn fused_views_score_per_view_sums_as_serving_does() -> anyhow::Result<()> {
     let want = (want / 2.0)?.to_vec2::<f32>()?;
     let ensemble = skelact::model::Ensemble::new(members, Some(weights.to_vec()))?;
     let got = skelact::train::fusion::ensemble_scores(&ensemble, &clips, &views, &dev)?;
-    for (a, b) in got.iter().flatten().zip(want.iter().flatten()) {
+    for (a, b) in got.fused.iter().flatten().zip(want.iter().flatten()) {
         assert!((a.exp() - b).abs() < 1e-5, "{} {b}", a.exp());
+    }
+    // each member's own scores, from the same passes, as it scores alone
+    assert_eq!(got.members.len(), 2);
+    for (m, own) in ensemble.members().iter().zip(&got.members) {
+        let alone =
+            skelact::train::fusion::scores(m.encoder.as_ref(), &card, &clips, &views, 64, &dev)?;
+        for (a, b) in own.iter().flatten().zip(alone.iter().flatten()) {
+            assert!((a - b).abs() < 1e-5, "{a} {b}");
+        }
     }
     Ok(())
 }

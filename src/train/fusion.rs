@@ -11,7 +11,7 @@
 //! agree on the classes and to score the same clips. The weights and checks
 //! are shared with serving ([`crate::model::ensemble`]).
 
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 
 use super::metrics::{Accumulator, Evaluation};
 use super::trainer::{forward_clips, EVAL_WINDOW_STRIDE};
@@ -40,24 +40,48 @@ pub fn scores(
     Ok(out)
 }
 
+/// Scores of an ensemble's clips from one pass over its members: each
+/// member's own scores and the fused scores, `[clip][class]` each.
+pub struct EnsembleScores {
+    /// `members[m][clip][class]`: member `m` alone, as [`scores`] gives it.
+    pub members: Vec<Vec<Vec<f32>>>,
+    /// The fused scores, as serving fuses ([`ensemble_scores`]).
+    pub fused: Vec<Vec<f32>>,
+}
+
 /// Fused class scores of every clip scored as serving scores it: for each
 /// window and test-time view the ensemble's weighted sum of its members'
 /// logits, then the log of the mean class probability over the clip's
 /// windows and views (`(clips, classes)` as rows). With views this differs
 /// from [`fuse`] of per-model [`scores`], which average each model's views
-/// before the weighted sum.
+/// before the weighted sum. Each member's own scores come from the same
+/// forward passes.
 pub fn ensemble_scores(
     ensemble: &Ensemble,
     clips: &[Clip],
     views: &[f32],
     device: &Device,
-) -> Result<Vec<Vec<f32>>> {
-    let mut out = Vec::with_capacity(clips.len());
+) -> Result<EnsembleScores> {
+    let members = ensemble.members();
+    let mut out = EnsembleScores {
+        members: vec![Vec::with_capacity(clips.len()); members.len()],
+        fused: Vec::with_capacity(clips.len()),
+    };
     for clip in clips {
         let seq = PoseSeq::from_clip(clip)?;
-        let logits = ensemble
-            .logits(|card| clip_windows_input(seq, card, EVAL_WINDOW_STRIDE, views, device))?; // (W * views, K)
-        out.extend(log_mean_probs(&logits)?.to_vec2::<f32>()?);
+        let mut sum: Option<Tensor> = None;
+        for ((m, &w), own) in members.iter().zip(ensemble.weights()).zip(&mut out.members) {
+            let input = clip_windows_input(seq, &m.card, EVAL_WINDOW_STRIDE, views, device)?;
+            let logits = m.logits(&input)?.to_dtype(DType::F32)?; // (W * views, K)
+            own.extend(log_mean_probs(&logits)?.to_vec2::<f32>()?);
+            let term = logits.affine(w, 0.0)?;
+            sum = Some(match sum {
+                None => term,
+                Some(s) => (s + term)?,
+            });
+        }
+        let sum = sum.ok_or_else(|| Error::config("fusion", "needs at least one model"))?;
+        out.fused.extend(log_mean_probs(&sum)?.to_vec2::<f32>()?);
     }
     Ok(out)
 }

@@ -459,19 +459,27 @@ pub fn eval_fused(
     say_views(views.unwrap_or(&cards[0].input.views));
     let device = Device::Cpu;
     let k = cards[0].classes.len();
-    let mut all = Vec::with_capacity(dirs.len());
+    let views = views.unwrap_or(&cards[0].input.views);
     let mut members = Vec::with_capacity(dirs.len());
-    for ((dir, card), w) in dirs.iter().zip(&cards).zip(&weights) {
-        let loaded = dir.load(&device, Some(DType::F32))?;
-        let s = fusion::scores(
-            loaded.encoder.as_ref(),
-            card,
-            &split.test,
-            views.unwrap_or(&card.input.views),
-            64,
-            &device,
-        )?;
-        let e = fusion::evaluate_scores(&s, &labels, k);
+    for dir in &dirs {
+        members.push(dir.load(&device, Some(DType::F32))?);
+    }
+    let (all, fused) = if views.is_empty() {
+        let mut all = Vec::with_capacity(members.len());
+        for m in &members {
+            let s = fusion::scores(m.encoder.as_ref(), &m.card, &split.test, views, 64, &device)?;
+            all.push(s);
+        }
+        let fused = fusion::fuse(&all, &weights)?;
+        (all, fused)
+    } else {
+        // with test-time views, fuse per view as serving does
+        let ensemble = skelact::model::Ensemble::new(members, Some(weights.clone()))?;
+        let s = fusion::ensemble_scores(&ensemble, &split.test, views, &device)?;
+        (s.members, s.fused)
+    };
+    for ((s, card), w) in all.iter().zip(&cards).zip(&weights) {
+        let e = fusion::evaluate_scores(s, &labels, k);
         let streams: Vec<_> = card.input.streams.iter().map(|s| s.name()).collect();
         println!(
             "  {:<28} {:<14} weight {w:.2}  top-1 {:6.2} %  top-5 {:6.2} %",
@@ -480,17 +488,7 @@ pub fn eval_fused(
             e.top1 * 100.0,
             e.top5 * 100.0
         );
-        all.push(s);
-        members.push(loaded);
     }
-    let views = views.unwrap_or(&cards[0].input.views);
-    let fused = if views.is_empty() {
-        fusion::fuse(&all, &weights)?
-    } else {
-        // with test-time views, fuse per view as serving does
-        let ensemble = skelact::model::Ensemble::new(members, Some(weights))?;
-        fusion::ensemble_scores(&ensemble, &split.test, views, &device)?
-    };
     let e = fusion::evaluate_scores(&fused, &labels, k);
     println!("fused ({} models):", dirs.len());
     print!("{}", e.report(&cards[0].classes));
