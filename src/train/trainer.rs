@@ -46,6 +46,25 @@ use crate::source::Clip;
 use crate::window::{self, PoseSeq, PrepareOptions, Prepared};
 use crate::{Error, Result};
 
+/// The order in which epoch `epoch` visits the training set: `per_epoch`
+/// indices cycling through the `n_train` clips (`repeat` passes when
+/// `per_epoch` is `n_train * repeat`), shuffled by the epoch's own RNG, seeded from `seed` and `epoch` alone
+/// so that a resumed run repeats it. The RNG is returned to draw the
+/// epoch's augmentations after the shuffle. Every trainer (supervised,
+/// SkeletonMAE, SCD-Net) walks its epochs this way.
+pub fn epoch_order(
+    seed: u64,
+    epoch: usize,
+    n_train: usize,
+    per_epoch: usize,
+) -> (ChaCha8Rng, Vec<usize>) {
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+    let mut order: Vec<usize> = (0..per_epoch).map(|i| i % n_train.max(1)).collect();
+    order.shuffle(&mut rng);
+    (rng, order)
+}
+
 /// A training sample: the clip through the serving path, with augmentation
 /// and CTR-GCN's random sorted frame draw, then SCD-Net's masks on the
 /// model-ready coordinates when the config enables them.
@@ -392,10 +411,7 @@ pub fn train_on(cfg: &TrainConfig, split: &Split, device: &Device) -> Result<Tra
     let mut epoch = state.epochs_done;
     while epoch < epochs {
         let started = Instant::now();
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
-        let mut order: Vec<usize> = (0..per_epoch).map(|i| i % n_train).collect();
-        order.shuffle(&mut rng);
+        let (mut rng, order) = epoch_order(cfg.seed, epoch, n_train, per_epoch);
         let bar = ProgressBar::new(per_epoch as u64);
         if !cfg.progress {
             bar.set_draw_target(ProgressDrawTarget::hidden());

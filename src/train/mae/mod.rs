@@ -24,9 +24,6 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use self::mask::{mask_rows, MaskStrategy};
 use self::model::MaskedAutoencoder;
@@ -122,14 +119,7 @@ pub fn pretrain(cfg: &MaeConfig, split: &Split, device: &Device) -> Result<MaeOu
     let started = Instant::now();
     for epoch in 0..cfg.base.epochs {
         let t0 = Instant::now();
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            cfg.base
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add(epoch as u64),
-        );
-        let mut order: Vec<usize> = (0..per_epoch).map(|i| i % n_train).collect();
-        order.shuffle(&mut rng);
+        let (mut rng, order) = trainer::epoch_order(cfg.base.seed, epoch, n_train, per_epoch);
         let mut sum = 0.0;
         for (step, batch) in order.chunks(cfg.base.batch_size.max(1)).enumerate() {
             opt.set_lr(schedule.lr(epoch as f64 + step as f64 / steps as f64));

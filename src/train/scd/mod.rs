@@ -26,7 +26,6 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -189,14 +188,7 @@ pub fn pretrain(cfg: &ScdConfig, split: &Split, device: &Device) -> Result<ScdOu
     let started = Instant::now();
     for epoch in 0..cfg.base.epochs {
         let t0 = Instant::now();
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            cfg.base
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add(epoch as u64),
-        );
-        let mut order: Vec<usize> = (0..per_epoch).map(|i| i % n_train).collect();
-        order.shuffle(&mut rng);
+        let (mut rng, order) = trainer::epoch_order(cfg.base.seed, epoch, n_train, per_epoch);
         let mut sum = [0.0; 4];
         for (step, batch) in order.chunks(bs).enumerate() {
             opt.set_lr(schedule.lr(epoch as f64 + step as f64 / steps as f64));
