@@ -207,14 +207,31 @@ impl Ensemble {
     /// `sum_m weights[m] * logits_m`, in f32: `(N, classes)`. `input` gives
     /// the model input `(N, C, T, V, M)` for a member's card (its streams).
     /// A single model's logits are returned as they are (in f32).
-    pub fn logits(&self, mut input: impl FnMut(&ModelCard) -> Result<Tensor>) -> Result<Tensor> {
+    pub fn logits(&self, input: impl FnMut(&ModelCard) -> Result<Tensor>) -> Result<Tensor> {
+        self.weighted_sum(&self.member_logits(input)?)
+    }
+
+    /// Each member's logits `(N, classes)` in f32, in member order, from
+    /// the input `input` gives for its card.
+    pub fn member_logits(
+        &self,
+        mut input: impl FnMut(&ModelCard) -> Result<Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        self.members
+            .iter()
+            .map(|m| Ok(m.logits(&input(&m.card)?)?.to_dtype(DType::F32)?))
+            .collect()
+    }
+
+    /// `sum_m weights[m] * logits[m]` of the members' logits
+    /// ([`Self::member_logits`]); a single model's as they are.
+    pub fn weighted_sum(&self, logits: &[Tensor]) -> Result<Tensor> {
         let mut sum: Option<Tensor> = None;
-        for (m, &w) in self.members.iter().zip(&self.weights) {
-            let logits = m.logits(&input(&m.card)?)?.to_dtype(DType::F32)?;
+        for (l, &w) in logits.iter().zip(&self.weights) {
             let term = if self.members.len() == 1 && w == 1.0 {
-                logits
+                l.clone()
             } else {
-                logits.affine(w, 0.0)?
+                l.affine(w, 0.0)?
             };
             sum = Some(match sum {
                 None => term,

@@ -11,7 +11,7 @@
 //! agree on the classes and to score the same clips. The weights and checks
 //! are shared with serving ([`crate::model::ensemble`]).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
 
 use super::metrics::{Accumulator, Evaluation};
 use super::trainer::{forward_clips, EVAL_WINDOW_STRIDE};
@@ -69,19 +69,14 @@ pub fn ensemble_scores(
     };
     for clip in clips {
         let seq = PoseSeq::from_clip(clip)?;
-        let mut sum: Option<Tensor> = None;
-        for ((m, &w), own) in members.iter().zip(ensemble.weights()).zip(&mut out.members) {
-            let input = clip_windows_input(seq, &m.card, EVAL_WINDOW_STRIDE, views, device)?;
-            let logits = m.logits(&input)?.to_dtype(DType::F32)?; // (W * views, K)
-            own.extend(log_mean_probs(&logits)?.to_vec2::<f32>()?);
-            let term = logits.affine(w, 0.0)?;
-            sum = Some(match sum {
-                None => term,
-                Some(s) => (s + term)?,
-            });
+        let logits = ensemble.member_logits(|card| {
+            clip_windows_input(seq, card, EVAL_WINDOW_STRIDE, views, device)
+        })?; // per member (W * views, K)
+        for (l, own) in logits.iter().zip(&mut out.members) {
+            own.extend(log_mean_probs(l)?.to_vec2::<f32>()?);
         }
-        let sum = sum.ok_or_else(|| Error::config("fusion", "needs at least one model"))?;
-        out.fused.extend(log_mean_probs(&sum)?.to_vec2::<f32>()?);
+        out.fused
+            .extend(log_mean_probs(&ensemble.weighted_sum(&logits)?)?.to_vec2::<f32>()?);
     }
     Ok(out)
 }

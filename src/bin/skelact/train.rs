@@ -456,10 +456,10 @@ pub fn eval_fused(
     let labels: Vec<usize> = split.test.iter().map(|c| c.label).collect();
     let (_, split_name) = bench.describe();
     println!("{} test clips ({split_name})", split.test.len());
-    say_views(views.unwrap_or(&cards[0].input.views));
+    let views = views.unwrap_or(&cards[0].input.views);
+    say_views(views);
     let device = Device::Cpu;
     let k = cards[0].classes.len();
-    let views = views.unwrap_or(&cards[0].input.views);
     let mut members = Vec::with_capacity(dirs.len());
     for dir in &dirs {
         members.push(dir.load(&device, Some(DType::F32))?);
