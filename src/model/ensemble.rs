@@ -224,8 +224,15 @@ impl Ensemble {
     }
 
     /// `sum_m weights[m] * logits[m]` of the members' logits
-    /// ([`Self::member_logits`]); a single model's as they are.
+    /// ([`Self::member_logits`]); a single model's as they are. Refuses a
+    /// slice that does not hold one tensor per member.
     pub fn weighted_sum(&self, logits: &[Tensor]) -> Result<Tensor> {
+        if logits.len() != self.weights.len() {
+            return Err(Error::config(
+                "ensemble",
+                format!("{} logits for {} members", logits.len(), self.weights.len()),
+            ));
+        }
         let mut sum: Option<Tensor> = None;
         for (l, &w) in logits.iter().zip(&self.weights) {
             let term = if self.members.len() == 1 && w == 1.0 {

@@ -49,9 +49,10 @@ use crate::{Error, Result};
 /// The order in which epoch `epoch` visits the training set: `per_epoch`
 /// indices cycling through the `n_train` clips (`repeat` passes when
 /// `per_epoch` is `n_train * repeat`), shuffled by the epoch's own RNG,
-/// seeded from `seed` and `epoch` alone so that a resumed run repeats it. The RNG is returned to draw the
-/// epoch's augmentations after the shuffle. Every trainer (supervised,
-/// SkeletonMAE, SCD-Net) walks its epochs this way.
+/// seeded from `seed` and `epoch` alone so that a resumed run repeats it.
+/// The RNG is returned to draw the epoch's augmentations after the
+/// shuffle. Every trainer (supervised, SkeletonMAE, SCD-Net) walks its
+/// epochs this way.
 pub fn epoch_order(
     seed: u64,
     epoch: usize,
