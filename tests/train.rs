@@ -332,6 +332,27 @@ fn short_run_on_real_clips_trains_evaluates_and_exports() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// `--normalization center-facing-min-max` on real clips: the card records
+/// it, the export reads it back, and the export scored from its own card
+/// gives the trainer's accuracy (training and serving share the turn).
+#[test]
+fn facing_normalization_is_recorded_and_served() -> anyhow::Result<()> {
+    let Some(root) = nwucla_root() else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let mut cfg = tiny_real_config(root, work.path().join("run"), 1);
+    cfg.normalization = Normalization::CenterFacingMinMax;
+    cfg.out = Some(work.path().join("model"));
+    let split = data::load(Benchmark::NwuclaCrossView, &cfg.data_root, cfg.limit)?;
+    let out = trainer::train_on(&cfg, &split, &Device::Cpu)?;
+    let dir = ModelDir::open(work.path().join("model"))?;
+    assert_eq!(dir.card().normalization, Normalization::CenterFacingMinMax);
+    let top1 = common::reloaded_top1(&dir, &split.test, Some(DType::F32))?;
+    assert_eq!(top1, out.evaluation.top1);
+    Ok(())
+}
+
 /// `--restart 2:0.05` in a real run: the rate decays to the floor over the
 /// first cycle, jumps back up at epoch 2 and decays again.
 #[test]

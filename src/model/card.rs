@@ -151,6 +151,15 @@ pub enum Normalization {
     /// `[-1, 1]` over all frames and joints of the window (CTR-GCN's NW-UCLA
     /// feeder). In training, augmentations apply between the two steps.
     CenterFirstFrameMinMax,
+    /// [`Normalization::CenterFirstFrame`], then a turn about the vertical
+    /// (y) axis that sets person 0 square to the camera — the mean
+    /// right-to-left line of shoulders and hips over the sequence onto the
+    /// camera's −x axis, as a person facing a Kinect or RealSense shows
+    /// it — then the min-max scaling of
+    /// [`Normalization::CenterFirstFrameMinMax`]. It takes the camera's
+    /// azimuth out of the input (cross-view data), as SGN's and VA-LSTM's
+    /// view alignment do; augmentations apply after the turn.
+    CenterFacingMinMax,
 }
 
 /// Numeric precision of the stored weights.

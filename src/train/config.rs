@@ -86,6 +86,11 @@ pub struct TrainConfig {
     /// what the live runtime feeds the model.
     #[serde(default = "clip_resample")]
     pub sampling: Sampling,
+    /// Coordinate normalization, recorded in the card: CTR-GCN's NW-UCLA
+    /// centering and min-max scaling (default), or the same with each
+    /// sequence turned square to the camera first.
+    #[serde(default = "center_min_max")]
+    pub normalization: Normalization,
     /// Epochs.
     pub epochs: usize,
     /// Times the training set is passed per epoch (CTR-GCN NW-UCLA: 5).
@@ -183,6 +188,10 @@ fn clip_resample() -> Sampling {
     Sampling::ClipResample
 }
 
+fn center_min_max() -> Normalization {
+    Normalization::CenterFirstFrameMinMax
+}
+
 impl TrainConfig {
     /// CTR-GCN's NW-UCLA recipe for `epochs` epochs (step decay at 50 of
     /// 65 scaled to `epochs`).
@@ -195,6 +204,7 @@ impl TrainConfig {
             limit: None,
             frames: 52,
             sampling: Sampling::ClipResample,
+            normalization: Normalization::CenterFirstFrameMinMax,
             epochs,
             repeat: 5,
             batch_size: 16,
@@ -357,7 +367,7 @@ pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
             source_fps: 30.0,
             sampling: cfg.sampling,
         },
-        normalization: Normalization::CenterFirstFrameMinMax,
+        normalization: cfg.normalization,
         classes,
         architecture,
         provenance: Provenance::default(),

@@ -29,6 +29,7 @@ use candle_core::{Device, Tensor};
 use super::stream;
 use crate::model::card::{Normalization, Sampling};
 use crate::model::ModelCard;
+use crate::skeleton::Layout;
 use crate::source::Clip;
 use crate::{Error, Result};
 
@@ -204,6 +205,45 @@ fn min_max(x: &mut [f32], t: usize, m: usize, v: usize) {
     }
 }
 
+/// The `(left, right)` joint pairs whose right-to-left lines give a body's
+/// facing: shoulders and hips. Every layout names them; one that did not
+/// could not use [`Normalization::CenterFacingMinMax`].
+fn lateral_pairs(layout: &Layout) -> Result<[(usize, usize); 2]> {
+    Ok([
+        (
+            layout.joint_index("left_shoulder")?,
+            layout.joint_index("right_shoulder")?,
+        ),
+        (
+            layout.joint_index("left_hip")?,
+            layout.joint_index("right_hip")?,
+        ),
+    ])
+}
+
+/// The turn about y, in degrees for [`rotate_y`], that brings the summed
+/// right-to-left vectors of `pairs` over the present frames of person 0 of
+/// `x: (T, M, V, 3)` onto the −x axis (a person square to the camera);
+/// `None` when that sum has no horizontal extent (no person, or joints
+/// stacked on one vertical line), where no turn is defined.
+fn facing_angle(x: &[f32], t: usize, m: usize, v: usize, pairs: &[(usize, usize)]) -> Option<f32> {
+    let (mut dx, mut dz) = (0.0f64, 0.0f64);
+    for f in (0..t).filter(|&f| present(x, f, 0, m, v)) {
+        let base = f * m * v * 3;
+        for &(l, r) in pairs {
+            dx += f64::from(x[base + l * 3] - x[base + r * 3]);
+            dz += f64::from(x[base + l * 3 + 2] - x[base + r * 3 + 2]);
+        }
+    }
+    if dx.hypot(dz) < 1e-9 {
+        return None;
+    }
+    // rotate_y(θ) maps (x, z) = ρ(cos φ, sin φ) to ρ(cos(φ − θ), sin(φ − θ)),
+    // so θ = φ − 180° sends (dx, dz) to (−ρ, 0).
+    let phi = dz.atan2(dx).to_degrees();
+    Some((phi - 180.0) as f32)
+}
+
 /// An in-place transform of `(T, M, V, 3)` coordinates, called with
 /// `(coords, T, M, V)`.
 pub type Transform<'a> = &'a mut dyn FnMut(&mut [f32], usize, usize, usize);
@@ -241,11 +281,17 @@ pub fn prepare(poses: PoseSeq, card: &ModelCard, opts: PrepareOptions) -> Result
         let dst = f * m * v * 3;
         x[dst..dst + keep * v * 3].copy_from_slice(&poses.joints[src..src + keep * v * 3]);
     }
-    // 2. centering
+    // 2. centering (and facing)
     match card.normalization {
         Normalization::None => {}
         Normalization::CenterFirstFrame | Normalization::CenterFirstFrameMinMax => {
             center_first_frame(&mut x, t, m, v, card.input.center_joint)
+        }
+        Normalization::CenterFacingMinMax => {
+            center_first_frame(&mut x, t, m, v, card.input.center_joint);
+            if let Some(deg) = facing_angle(&x, t, m, v, &lateral_pairs(layout)?) {
+                rotate_y(&mut x, deg);
+            }
         }
     }
     // 3. transform
@@ -253,7 +299,10 @@ pub fn prepare(poses: PoseSeq, card: &ModelCard, opts: PrepareOptions) -> Result
         tf(&mut x, t, m, v);
     }
     // 4. scaling
-    if card.normalization == Normalization::CenterFirstFrameMinMax {
+    if matches!(
+        card.normalization,
+        Normalization::CenterFirstFrameMinMax | Normalization::CenterFacingMinMax
+    ) {
         min_max(&mut x, t, m, v);
     }
     // 5. frames
@@ -495,6 +544,72 @@ mod tests {
         for (a, b) in x.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{x:?}");
         }
+    }
+
+    #[test]
+    fn facing_angle_turns_shoulders_and_hips_onto_minus_x() {
+        let layout = Layout::kinect20_ucla();
+        let v = layout.num_joints();
+        let pairs = lateral_pairs(layout).unwrap();
+        // a person seen from the side: right-to-left along +z
+        let mut x = vec![0.0f32; v * 3];
+        for (k, &(l, r)) in pairs.iter().enumerate() {
+            let y = 1.0 - k as f32;
+            x[l * 3..l * 3 + 3].copy_from_slice(&[0.1, y, 0.2]);
+            x[r * 3..r * 3 + 3].copy_from_slice(&[0.1, y, -0.2]);
+        }
+        let deg = facing_angle(&x, 1, 1, v, &pairs).unwrap();
+        rotate_y(&mut x, deg);
+        for &(l, r) in &pairs {
+            let d: Vec<f32> = (0..3).map(|a| x[l * 3 + a] - x[r * 3 + a]).collect();
+            assert!(
+                (d[0] + 0.4).abs() < 1e-5 && d[1].abs() < 1e-6 && d[2].abs() < 1e-5,
+                "{d:?}"
+            );
+        }
+        // nobody there, or no horizontal extent: no turn
+        assert_eq!(facing_angle(&vec![0.0; v * 3], 1, 1, v, &pairs), None);
+    }
+
+    #[test]
+    fn facing_normalization_removes_the_camera_azimuth() {
+        let mut card = crate::model::builtin::card("ctrgcn").unwrap().unwrap();
+        card.normalization = Normalization::CenterFacingMinMax;
+        let (t, m, v) = (9, 2, card.layout().unwrap().num_joints());
+        // two people, deterministic irregular poses, the second absent in frame 3
+        let mut joints: Vec<f32> = (0..t * m * v * 3)
+            .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 1.5)
+            .collect();
+        joints[(3 * m + 1) * v * 3..(3 * m + 2) * v * 3].fill(0.0);
+        let prepared = |card: &ModelCard, j: &[f32]| {
+            let poses = PoseSeq::new(j, t, m, v).unwrap();
+            prepare(poses, card, PrepareOptions::default())
+                .unwrap()
+                .joints
+        };
+        let base = prepared(&card, &joints);
+        for deg in [-170.0f32, -45.0, 30.0, 90.0, 135.0] {
+            let mut turned = joints.clone();
+            rotate_y(&mut turned, deg);
+            let got = prepared(&card, &turned);
+            let worst = got
+                .iter()
+                .zip(&base)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-4, "{deg} degrees: {worst}");
+        }
+        // the plain normalization does see the azimuth
+        card.normalization = Normalization::CenterFirstFrameMinMax;
+        let mut turned = joints.clone();
+        rotate_y(&mut turned, 90.0);
+        let plain = prepared(&card, &joints);
+        let worst = prepared(&card, &turned)
+            .iter()
+            .zip(&plain)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst > 0.1, "{worst}");
     }
 
     #[test]

@@ -133,6 +133,15 @@ pub struct TrainArgs {
     /// feeds the model). Recorded as the card's temporal contract.
     #[arg(long, default_value = "clip-resample", value_parser = ["clip-resample", "window"])]
     pub sampling: String,
+    /// Coordinate normalization, recorded in the card under this name:
+    /// `center-first-frame-min-max` (CTR-GCN's NW-UCLA feeder: centered on
+    /// the first frame's spine, each axis scaled to [-1, 1]) or
+    /// `center-facing-min-max` (the same, with each sequence first turned
+    /// about the vertical axis so that the body's shoulders and hips face
+    /// the camera: the camera's azimuth leaves the input; serving applies
+    /// the same turn).
+    #[arg(long, default_value = "center-first-frame-min-max", value_parser = ["center-first-frame-min-max", "center-facing-min-max"])]
+    pub normalization: String,
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -330,6 +339,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
     cfg.sampling = match a.sampling.as_str() {
         "window" => skelact::model::card::Sampling::Window,
         _ => skelact::model::card::Sampling::ClipResample,
+    };
+    cfg.normalization = match a.normalization.as_str() {
+        "center-facing-min-max" => skelact::model::card::Normalization::CenterFacingMinMax,
+        _ => skelact::model::card::Normalization::CenterFirstFrameMinMax,
     };
     cfg.seed = a.seed;
     cfg.limit = a.limit;
