@@ -1,7 +1,7 @@
 //! From track windows to the model's input tensor, through the one path
 //! training uses ([`crate::window::input`]): the card's persons,
-//! normalization and frame selection ([`prepare`]), then its streams
-//! ([`to_input`]).
+//! normalization and frame selection ([`prepare`](crate::window::prepare)),
+//! then its streams ([`to_input`]).
 //!
 //! A full window holds the card's `T` frames, so frame selection is the
 //! identity for every sampling policy; a short final window (a track that
