@@ -225,7 +225,8 @@ fn lateral_pairs(layout: &Layout) -> Result<[(usize, usize); 2]> {
 /// right-to-left vectors of `pairs` over the present frames of person 0 of
 /// `x: (T, M, V, 3)` onto the −x axis (a person square to the camera);
 /// `None` when that sum has no horizontal extent (no person, or joints
-/// stacked on one vertical line), where no turn is defined.
+/// stacked on one vertical line) or is not finite, where no turn is
+/// defined.
 fn facing_angle(x: &[f32], t: usize, m: usize, v: usize, pairs: &[(usize, usize)]) -> Option<f32> {
     let (mut dx, mut dz) = (0.0f64, 0.0f64);
     for f in (0..t).filter(|&f| present(x, f, 0, m, v)) {
@@ -235,7 +236,8 @@ fn facing_angle(x: &[f32], t: usize, m: usize, v: usize, pairs: &[(usize, usize)
             dz += f64::from(x[base + l * 3 + 2] - x[base + r * 3 + 2]);
         }
     }
-    if dx.hypot(dz) < 1e-9 {
+    let extent = dx.hypot(dz);
+    if !extent.is_finite() || extent < 1e-9 {
         return None;
     }
     // rotate_y(θ) maps (x, z) = ρ(cos φ, sin φ) to ρ(cos(φ − θ), sin(φ − θ)),
@@ -548,6 +550,9 @@ mod tests {
 
     #[test]
     fn facing_angle_turns_shoulders_and_hips_onto_minus_x() {
+        for l in Layout::all() {
+            assert!(lateral_pairs(l).is_ok(), "{}", l.name());
+        }
         let layout = Layout::kinect20_ucla();
         let v = layout.num_joints();
         let pairs = lateral_pairs(layout).unwrap();
@@ -569,6 +574,8 @@ mod tests {
         }
         // nobody there, or no horizontal extent: no turn
         assert_eq!(facing_angle(&vec![0.0; v * 3], 1, 1, v, &pairs), None);
+        x[pairs[0].0 * 3] = f32::NAN;
+        assert_eq!(facing_angle(&x, 1, 1, v, &pairs), None);
     }
 
     #[test]
