@@ -594,29 +594,25 @@ mod tests {
                 .unwrap()
                 .joints
         };
+        let worst = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max)
+        };
         let base = prepared(&card, &joints);
         for deg in [-170.0f32, -45.0, 30.0, 90.0, 135.0] {
             let mut turned = joints.clone();
             rotate_y(&mut turned, deg);
-            let got = prepared(&card, &turned);
-            let worst = got
-                .iter()
-                .zip(&base)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            assert!(worst < 1e-4, "{deg} degrees: {worst}");
+            let diff = worst(&prepared(&card, &turned), &base);
+            assert!(diff < 1e-4, "{deg} degrees: {diff}");
         }
         // the plain normalization does see the azimuth
         card.normalization = Normalization::CenterFirstFrameMinMax;
         let mut turned = joints.clone();
         rotate_y(&mut turned, 90.0);
-        let plain = prepared(&card, &joints);
-        let worst = prepared(&card, &turned)
-            .iter()
-            .zip(&plain)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        assert!(worst > 0.1, "{worst}");
+        let diff = worst(&prepared(&card, &turned), &prepared(&card, &joints));
+        assert!(diff > 0.1, "{diff}");
     }
 
     #[test]
