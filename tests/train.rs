@@ -4,7 +4,7 @@
 //! masks zero exactly what they chose, the loss matches a hand computation,
 //! a short run on real NW-UCLA clips trains, evaluates and exports a
 //! model directory, a bone-stream model fuses with the shipped joint
-//! model, and the shipped ensemble distils into a single model.
+//! model, an early-fused model reads three streams from one input, and the shipped ensemble distils into a single model.
 #![cfg(feature = "train")]
 
 mod common;
@@ -889,6 +889,31 @@ fn shipped_stream_models_fuse_to_the_measured_accuracy() -> anyhow::Result<()> {
     let fused = fusion::evaluate_scores(&fusion::fuse(&scores, &weights)?, &labels, 10);
     assert_eq!(fused.samples, 464);
     assert!((fused.top1 - 440.0 / 464.0).abs() < 1e-9, "{}", fused.top1);
+
+    // The early-fused model (one model reading joint, bone and joint motion)
+    // joins them as a fourth member at a joint model's weight: 442 of 464.
+    let early = ModelDir::open("models/ctrgcn-edge-nwucla-early")?;
+    assert_eq!(
+        early.card().input.streams,
+        [Stream::Joint, Stream::Bone, Stream::JointMotion]
+    );
+    let loaded = early.load(&dev, Some(DType::F32))?;
+    let s = fusion::scores(
+        loaded.encoder.as_ref(),
+        early.card(),
+        &split.test,
+        &[],
+        64,
+        &dev,
+    )?;
+    let alone = fusion::evaluate_scores(&s, &labels, 10).top1;
+    assert!((alone - early.card().provenance.metrics["top1"]).abs() < 1e-9);
+    scores.insert(0, s);
+    let four: Vec<_> = std::iter::once(early.card()).chain(cards).collect();
+    let weights = fusion::default_weights(four.iter().map(|c| c.input.streams.as_slice()));
+    assert_eq!(weights, [0.6, 0.6, 0.6, 0.4]);
+    let fused = fusion::evaluate_scores(&fusion::fuse(&scores, &weights)?, &labels, 10);
+    assert!((fused.top1 - 442.0 / 464.0).abs() < 1e-9, "{}", fused.top1);
     Ok(())
 }
 
@@ -901,7 +926,7 @@ fn a_bone_stream_model_trains_and_fuses_with_the_shipped_joint_model() -> anyhow
     };
     let work = tempfile::tempdir()?;
     let mut cfg = tiny_real_config(root, work.path().join("run"), 1);
-    cfg.stream = Stream::Bone;
+    cfg.streams = vec![Stream::Bone];
     cfg.out = Some(work.path().join("bone"));
     let split = data::load(Benchmark::NwuclaCrossView, &cfg.data_root, cfg.limit)?;
     let out = trainer::train_on(&cfg, &split, &Device::Cpu)?;
@@ -946,6 +971,66 @@ fn a_bone_stream_model_trains_and_fuses_with_the_shipped_joint_model() -> anyhow
             assert!((x as f64 - want).abs() < 1e-5, "clip {i} class {k}");
         }
     }
+    Ok(())
+}
+
+#[test]
+fn an_early_fused_model_reads_three_streams_from_one_input() -> anyhow::Result<()> {
+    use skelact::model::card::Architecture;
+    use skelact::train::fusion;
+    use skelact::window::Stream;
+    let Some(root) = nwucla_root() else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let mut cfg = tiny_real_config(root, work.path().join("run"), 1);
+    cfg.streams = vec![Stream::Joint, Stream::Bone, Stream::JointMotion];
+    cfg.out = Some(work.path().join("early"));
+    let split = data::load(Benchmark::NwuclaCrossView, &cfg.data_root, cfg.limit)?;
+    let out = trainer::train_on(&cfg, &split, &Device::Cpu)?;
+    let dir = ModelDir::open(work.path().join("early"))?;
+    let card = dir.card();
+    assert_eq!(card.input.streams, cfg.streams);
+    assert_eq!(card.input.channels(), 9);
+    let Architecture::Ctrgcn(arch) = &card.architecture else {
+        panic!("not CTR-GCN: {:?}", card.architecture.family());
+    };
+    assert_eq!(arch.in_channels, 9);
+    assert!(
+        card.description
+            .contains("joint + bone + joint-motion streams"),
+        "{}",
+        card.description
+    );
+    // One model of several streams takes a joint model's weight in a sum.
+    assert_eq!(
+        fusion::default_weights([card.input.streams.as_slice()]),
+        [0.6]
+    );
+
+    // The export computes the three streams itself and scores what the
+    // trainer reported.
+    let dev = Device::Cpu;
+    let loaded = dir.load(&dev, Some(DType::F32))?;
+    let labels: Vec<usize> = split.test.iter().map(|c| c.label).collect();
+    let s = fusion::scores(loaded.encoder.as_ref(), card, &split.test, &[], 5, &dev)?;
+    assert_eq!(
+        fusion::evaluate_scores(&s, &labels, 10).top1,
+        out.evaluation.top1
+    );
+
+    // A stream twice, and several streams for an encoder whose input width
+    // comes from pretraining, are refused before training.
+    let mut twice = cfg.clone();
+    twice.streams = vec![Stream::Joint, Stream::Joint];
+    let e = config::training_card(&twice).unwrap_err().to_string();
+    assert!(e.contains("listed twice"), "{e}");
+    let mut mae = cfg.clone();
+    mae.arch = "skeletonmae".into();
+    let e = config::training_card(&mae).unwrap_err().to_string();
+    assert!(e.contains("reads one stream"), "{e}");
+    mae.streams = vec![Stream::Bone];
+    config::training_card(&mae)?;
     Ok(())
 }
 

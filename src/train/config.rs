@@ -129,10 +129,13 @@ pub struct TrainConfig {
     pub ema: Option<f64>,
     /// Augmentations.
     pub augment: AugmentConfig,
-    /// The input stream the model reads (CTR-GCN trains one model per
-    /// stream and fuses their scores, [`super::fusion`]).
-    #[serde(default = "default_stream")]
-    pub stream: Stream,
+    /// The input streams the model reads, stacked along the channel axis
+    /// ([`crate::window::stream::compute`]). CTR-GCN trains one model per
+    /// stream and fuses their scores ([`super::fusion`]); several streams
+    /// make one model read them all from its first layer on (early fusion,
+    /// as EfficientGCN's input branches do).
+    #[serde(default = "default_streams")]
+    pub streams: Vec<Stream>,
     /// Seed of every random choice.
     pub seed: u64,
     /// Evaluate on the test split every this many epochs (and at the end).
@@ -172,8 +175,8 @@ pub struct TrainConfig {
     pub command: String,
 }
 
-fn default_stream() -> Stream {
-    Stream::Joint
+fn default_streams() -> Vec<Stream> {
+    vec![Stream::Joint]
 }
 
 fn default_betas() -> (f64, f64) {
@@ -224,7 +227,7 @@ impl TrainConfig {
             clip_grad_norm: None,
             ema: None,
             augment: AugmentConfig::default(),
-            stream: Stream::Joint,
+            streams: default_streams(),
             seed: 1,
             eval_every: 1,
             progress: true,
@@ -279,7 +282,7 @@ impl TrainConfig {
 }
 
 /// The card a run trains: architecture for the benchmark's layout and
-/// classes, one joint stream, one person, CTR-GCN's NW-UCLA contract (clip
+/// classes, the run's input streams, one person, CTR-GCN's NW-UCLA contract (clip
 /// resampled to `frames`, centered on the spine of frame 0, min-max scaled).
 pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
     let layout = Layout::by_name(cfg.benchmark.layout())?;
@@ -339,15 +342,24 @@ pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
             ))
         }
     };
+    let architecture = with_streams(architecture, &cfg.streams, &cfg.arch)?;
     let (data, split) = cfg.benchmark.describe();
     let card = ModelCard {
         name: cfg.name.clone(),
-        description: match cfg.stream {
-            Stream::Joint => format!("{} trained on {data}, {split}", cfg.arch),
-            s => format!(
+        description: match cfg.streams.as_slice() {
+            [Stream::Joint] => format!("{} trained on {data}, {split}", cfg.arch),
+            [s] => format!(
                 "{} ({} stream) trained on {data}, {split}",
                 cfg.arch,
                 s.name()
+            ),
+            many => format!(
+                "{} ({} streams, early fusion) trained on {data}, {split}",
+                cfg.arch,
+                many.iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(" + ")
             ),
         },
         precision: Precision::F32,
@@ -356,7 +368,7 @@ pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
             edge_hash: layout.edge_hash(),
         },
         input: InputSpec {
-            streams: vec![cfg.stream],
+            streams: cfg.streams.clone(),
             coords: 3,
             persons: 1,
             center_joint: layout.joint_index("spine")?,
@@ -374,4 +386,43 @@ pub fn training_card(cfg: &TrainConfig) -> Result<ModelCard> {
     };
     card.validate()?;
     Ok(card)
+}
+
+/// `architecture` reading the channels of `streams` stacked (3 per stream).
+/// One stream leaves it as built; several widen its input layer, which the
+/// graph networks trained from scratch (CTR-GCN, ST-GCN) allow. The others
+/// take their input width from pretraining and read one stream.
+fn with_streams(
+    mut architecture: Architecture,
+    streams: &[Stream],
+    arch: &str,
+) -> Result<Architecture> {
+    if streams.is_empty() {
+        return Err(Error::config("stream", "at least one stream"));
+    }
+    if let Some(s) = streams
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| streams[..i].contains(s).then_some(s))
+    {
+        return Err(Error::config(
+            "stream",
+            format!("`{}` is listed twice", s.name()),
+        ));
+    }
+    let channels = crate::window::stream::channels(streams, 3);
+    match &mut architecture {
+        _ if streams.len() == 1 => {}
+        Architecture::Ctrgcn(c) => c.in_channels = channels,
+        Architecture::Stgcn(c) => c.in_channels = channels,
+        _ => {
+            return Err(Error::config(
+                "stream",
+                format!(
+                "`{arch}` reads one stream; several need ctrgcn, ctrgcn-edge, stgcn or stgcn-edge"
+            ),
+            ))
+        }
+    }
+    Ok(architecture)
 }

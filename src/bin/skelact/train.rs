@@ -50,7 +50,9 @@ pub struct TrainArgs {
     #[arg(long, default_value = "ctrgcn-edge")]
     pub arch: String,
     /// Input stream: joint, bone, joint-motion or bone-motion (one model
-    /// per stream; `skelact eval` fuses their scores).
+    /// per stream; `skelact eval` fuses their scores), or several joined by
+    /// commas (`joint,bone,joint-motion`): one model reading them stacked
+    /// along the channel axis (early fusion; CTR-GCN and ST-GCN).
     #[arg(long, default_value = "joint")]
     pub stream: String,
     /// CTR-GCN blocks as width[/stride] list, e.g. 24,24,48/2,48,96/2,96.
@@ -269,7 +271,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let mut cfg = TrainConfig::nwucla(data_root(a.data), a.work_dir, a.epochs);
     cfg.benchmark = bench;
     cfg.arch = a.arch;
-    cfg.stream = skelact::window::Stream::by_name(&a.stream)?;
+    cfg.streams.clear();
+    for name in a.stream.split(',') {
+        cfg.streams
+            .push(skelact::window::Stream::by_name(name.trim())?);
+    }
     cfg.method = Method::by_name(&a.method)?;
     cfg.text_model = a.text_model;
     cfg.mmcl.teacher = a.teacher;
@@ -357,9 +363,12 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 .and_then(|o| o.file_name())
                 .map(|n| n.to_string_lossy().into_owned())
         })
-        .unwrap_or_else(|| match cfg.stream {
-            skelact::window::Stream::Joint => format!("{}-{}", cfg.arch, a.dataset),
-            s => format!("{}-{}-{}", cfg.arch, a.dataset, s.name()),
+        .unwrap_or_else(|| match cfg.streams.as_slice() {
+            [skelact::window::Stream::Joint] => format!("{}-{}", cfg.arch, a.dataset),
+            many => {
+                let names: Vec<_> = many.iter().map(|s| s.name()).collect();
+                format!("{}-{}-{}", cfg.arch, a.dataset, names.join("+"))
+            }
         });
     cfg.out = a.out;
     cfg.command = std::env::args().collect::<Vec<_>>().join(" ");
