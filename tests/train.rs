@@ -862,6 +862,21 @@ fn shipped_scores(
     Ok(s)
 }
 
+/// Members' default (CTR-GCN) weights and the top-1 of their fused scores,
+/// after checking that the members may be fused.
+fn fused_at_default_weights(
+    cards: &[&skelact::model::card::ModelCard],
+    scores: &[Vec<Vec<f32>>],
+    labels: &[usize],
+) -> anyhow::Result<(Vec<f64>, f64)> {
+    use skelact::train::fusion;
+    fusion::check_compatible(cards)?;
+    let weights = fusion::default_weights(cards.iter().map(|c| c.input.streams.as_slice()));
+    let fused = fusion::evaluate_scores(&fusion::fuse(scores, &weights)?, labels, 10);
+    assert_eq!(fused.samples, labels.len());
+    Ok((weights, fused.top1))
+}
+
 /// The three shipped NW-UCLA stream models: one stream each, compatible,
 /// and fused at CTR-GCN's weights they score what the README says (440 of
 /// 464 test clips, 94.83 %); with the early-fused model as a fourth
@@ -892,15 +907,14 @@ fn shipped_stream_models_fuse_to_the_measured_accuracy() -> anyhow::Result<()> {
     };
     let split = data::load(Benchmark::NwuclaCrossView, &root, None)?;
     let labels: Vec<usize> = split.test.iter().map(|c| c.label).collect();
-    let weights = fusion::default_weights(cards.iter().map(|c| c.input.streams.as_slice()));
-    assert_eq!(weights, [0.6, 0.6, 0.4]);
+    assert_eq!(labels.len(), 464);
     let mut scores = Vec::new();
     for dir in &dirs {
         scores.push(shipped_scores(dir, &split.test, &labels)?);
     }
-    let fused = fusion::evaluate_scores(&fusion::fuse(&scores, &weights)?, &labels, 10);
-    assert_eq!(fused.samples, 464);
-    assert!((fused.top1 - 440.0 / 464.0).abs() < 1e-9, "{}", fused.top1);
+    let (weights, top1) = fused_at_default_weights(&cards, &scores, &labels)?;
+    assert_eq!(weights, [0.6, 0.6, 0.4]);
+    assert!((top1 - 440.0 / 464.0).abs() < 1e-9, "{top1}");
 
     // The early-fused model (one model reading joint, bone and joint motion)
     // joins them as a fourth member at a joint model's weight: 442 of 464.
@@ -911,37 +925,32 @@ fn shipped_stream_models_fuse_to_the_measured_accuracy() -> anyhow::Result<()> {
     );
     scores.insert(0, shipped_scores(&early, &split.test, &labels)?);
     let four: Vec<_> = std::iter::once(early.card()).chain(cards).collect();
-    let weights = fusion::default_weights(four.iter().map(|c| c.input.streams.as_slice()));
+    let (weights, top1) = fused_at_default_weights(&four, &scores, &labels)?;
     assert_eq!(weights, [0.6, 0.6, 0.6, 0.4]);
-    let fused = fusion::evaluate_scores(&fusion::fuse(&scores, &weights)?, &labels, 10);
-    assert!((fused.top1 - 442.0 / 464.0).abs() < 1e-9, "{}", fused.top1);
+    assert!((top1 - 442.0 / 464.0).abs() < 1e-9, "{top1}");
 
-    // The shipped joint model (325 passes, one command) and the early-fused
-    // one: two forward passes, 446 of 464.
+    // The shipped joint model (325 passes, one command) with the
+    // early-fused one (446 of 464), and with the bone model trained alike,
+    // the shipped pair (448 of 464).
     let joint = ModelDir::open("models/ctrgcn-edge-nwucla")?;
-    assert_eq!(joint.card().input.streams, [Stream::Joint]);
-    let pair = [joint.card(), early.card()];
-    fusion::check_compatible(&pair)?;
-    let weights = fusion::default_weights(pair.iter().map(|c| c.input.streams.as_slice()));
-    assert_eq!(weights, [0.6, 0.6]);
-    let two = [
-        shipped_scores(&joint, &split.test, &labels)?,
-        scores[0].clone(),
-    ];
-    let fused = fusion::evaluate_scores(&fusion::fuse(&two, &weights)?, &labels, 10);
-    assert!((fused.top1 - 446.0 / 464.0).abs() < 1e-9, "{}", fused.top1);
-
-    // The shipped pair: the joint and bone models trained alike (325
-    // passes each), 448 of 464.
     let bone = ModelDir::open("models/ctrgcn-edge-nwucla-bone")?;
+    assert_eq!(joint.card().input.streams, [Stream::Joint]);
     assert_eq!(bone.card().input.streams, [Stream::Bone]);
-    let pair = [joint.card(), bone.card()];
-    fusion::check_compatible(&pair)?;
-    let weights = fusion::default_weights(pair.iter().map(|c| c.input.streams.as_slice()));
-    assert_eq!(weights, [0.6, 0.6]);
-    let two = [two[0].clone(), shipped_scores(&bone, &split.test, &labels)?];
-    let fused = fusion::evaluate_scores(&fusion::fuse(&two, &weights)?, &labels, 10);
-    assert!((fused.top1 - 448.0 / 464.0).abs() < 1e-9, "{}", fused.top1);
+    let joint_scores = shipped_scores(&joint, &split.test, &labels)?;
+    for (other, other_scores, right) in [
+        (&early, scores.swap_remove(0), 446.0),
+        (&bone, shipped_scores(&bone, &split.test, &labels)?, 448.0),
+    ] {
+        let pair = [joint.card(), other.card()];
+        let (weights, top1) =
+            fused_at_default_weights(&pair, &[joint_scores.clone(), other_scores], &labels)?;
+        assert_eq!(weights, [0.6, 0.6]);
+        assert!(
+            (top1 - right / 464.0).abs() < 1e-9,
+            "{}: {top1}",
+            other.card().name
+        );
+    }
     Ok(())
 }
 
