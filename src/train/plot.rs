@@ -211,12 +211,17 @@ fn epoch_label(x: &f64) -> String {
     }
 }
 
-/// The curves' palette: the first four of Tableau's ten colours.
-const PALETTE: [RGBColor; 4] = [
+/// The curves' palette: eight of Tableau's ten colours (no grey, which
+/// the reference lines use, and no olive, too pale on white).
+pub const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
+    RGBColor(214, 39, 40),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
 ];
 
 fn draw_loss_curves(
@@ -278,6 +283,100 @@ fn draw_loss_curves(
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(1)));
     }
     draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    root.present()?;
+    Ok(())
+}
+
+/// One training run of a [`compare`] plot.
+pub struct Run<'a> {
+    /// Legend text.
+    pub name: &'a str,
+    /// Its per-epoch records (`metrics.csv`).
+    pub history: &'a [EpochRecord],
+}
+
+/// Writes several runs side by side to `path`: test top-1 on the left and
+/// training top-1 (on augmented samples) on the right, against the epoch,
+/// one colour per run (the order of [`PALETTE`]). Only epochs from
+/// `from_epoch` on are drawn and the y axes fit them, so that the few
+/// points between methods late in training are not flattened by the
+/// first epochs' range. Training loss is not drawn: methods that add a
+/// term to the loss (GAP, MMCL) log the sum, which does not compare.
+pub fn compare(runs: &[Run], from_epoch: usize, title: &str, path: &Path) -> Result<()> {
+    ensure_font()?;
+    draw_compare(runs, from_epoch, title, path).map_err(plot_error(path))
+}
+
+/// Points of `f` per epoch from `from_epoch`, in percent.
+fn percent_from(
+    history: &[EpochRecord],
+    from_epoch: usize,
+    f: impl Fn(&EpochRecord) -> f64,
+) -> Vec<(f64, f64)> {
+    points(history, |r| f(r) * 100.0)
+        .into_iter()
+        .filter(|p| p.0 >= from_epoch as f64)
+        .collect()
+}
+
+/// A y range that holds every point, padded by 5 % of its span (at least
+/// one point of the axis).
+fn padded_range<'a>(series: impl Iterator<Item = &'a (f64, f64)>) -> (f64, f64) {
+    let (lo, hi) = series.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
+    if !lo.is_finite() {
+        return (0.0, 100.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(1.0);
+    ((lo - pad).max(0.0), (hi + pad).min(100.0))
+}
+
+/// A per-epoch value a [`compare`] panel draws.
+type Metric = fn(&EpochRecord) -> f64;
+
+fn draw_compare(runs: &[Run], from_epoch: usize, title: &str, path: &Path) -> DrawResult {
+    let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, (FAMILY, 20))?;
+    let (left, right) = root.split_horizontally(600);
+    let first = from_epoch.max(1) as f64;
+    let last = runs
+        .iter()
+        .flat_map(|r| r.history.iter().map(|e| e.epoch))
+        .max()
+        .unwrap_or(1) as f64;
+    let last = last.max(first + 1.0);
+    let test: Metric = |r| r.test_top1;
+    let train: Metric = |r| r.train_top1;
+    let panels = [
+        (&left, "test top-1", test),
+        (&right, "training top-1 (augmented)", train),
+    ];
+    for (area, caption, metric) in panels {
+        let series: Vec<Vec<(f64, f64)>> = runs
+            .iter()
+            .map(|r| percent_from(r.history, from_epoch, metric))
+            .collect();
+        let (lo, hi) = padded_range(series.iter().flatten());
+        let mut chart = ChartBuilder::on(area)
+            .caption(caption, (FAMILY, 17))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(52)
+            .build_cartesian_2d(first..last, lo..hi)?;
+        draw_epoch_mesh(&mut chart, "%", 1)?;
+        for (i, (run, pts)) in runs.iter().zip(series).enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))?
+                .label(run.name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        }
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    }
     root.present()?;
     Ok(())
 }
@@ -397,6 +496,16 @@ mod tests {
         assert_eq!(heat(0.0), RGBColor(255, 255, 255));
         assert_eq!(heat(1.0), RGBColor(8, 48, 107));
         assert_eq!(heat(7.0), heat(1.0));
+    }
+
+    #[test]
+    fn padded_range_holds_every_point_within_percent() {
+        let pts = [(1.0, 90.0), (2.0, 95.0)];
+        assert_eq!(padded_range(pts.iter()), (89.0, 96.0));
+        let wide = [(1.0, 10.0), (2.0, 99.0)];
+        let (lo, hi) = padded_range(wide.iter());
+        assert!((lo - 5.55).abs() < 1e-9 && hi == 100.0, "{lo} {hi}");
+        assert_eq!(padded_range([].iter()), (0.0, 100.0));
     }
 
     #[test]

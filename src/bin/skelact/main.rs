@@ -99,14 +99,25 @@ enum Command {
     },
     /// Draw curves.png (from metrics.csv) and confusion.png (from
     /// evaluation.txt, with the card's class names) for a model or run
-    /// directory (feature `train`).
+    /// directory; given two or more, draw compare.png: their test and
+    /// training top-1 curves on one pair of axes (feature `train`).
     #[cfg(feature = "train")]
     Plot {
-        /// A model directory or a training work directory.
-        dir: PathBuf,
-        /// Where to write the images (default: the directory itself).
+        /// Model directories or training work directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where to write the images (default: the directory itself; for a
+        /// comparison, the current directory).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// A comparison's legend names, one per directory, comma-separated
+        /// (default: each model's card name, or the directory's name).
+        #[arg(long, value_delimiter = ',')]
+        names: Vec<String>,
+        /// A comparison starts at this epoch, and its y axes fit the epochs
+        /// from it on.
+        #[arg(long, default_value_t = 1)]
+        from_epoch: usize,
     },
     /// Quantize a model directory (f16, bf16, or int8 weights) and report
     /// size, weight error, speed, and — with feature `train` — accuracy on
@@ -380,7 +391,15 @@ fn main() -> Result<()> {
             }
         }
         #[cfg(feature = "train")]
-        Command::Plot { dir, out } => train::plot(&dir, out.as_deref()).context("plot"),
+        Command::Plot {
+            dirs,
+            out,
+            names,
+            from_epoch,
+        } => match dirs.as_slice() {
+            [dir] => train::plot(dir, out.as_deref()).context("plot"),
+            _ => train::plot_compare(&dirs, &names, from_epoch, out.as_deref()).context("plot"),
+        },
         #[cfg(feature = "train")]
         Command::MmclTeacher { data, out } => {
             train::mmcl_teacher(data, &out).context("mmcl-teacher")

