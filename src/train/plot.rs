@@ -240,15 +240,11 @@ fn draw_loss_curves(
         .max()
         .unwrap_or(1)
         .max(2) as f64;
-    let finite = curves
+    let values = curves
         .iter()
         .flat_map(|c| c.values.iter().copied())
-        .chain(reference.map(|r| r.1))
-        .filter(|y| y.is_finite());
-    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| {
-        (lo.min(y), hi.max(y))
-    });
-    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+        .chain(reference.map(|r| r.1));
+    let (lo, hi) = finite_span(values).unwrap_or((0.0, 1.0));
     let pad = ((hi - lo) * 0.08).max(1e-3);
     let mut chart = ChartBuilder::on(&root)
         .margin(14)
@@ -319,15 +315,22 @@ fn percent_from(
         .collect()
 }
 
+/// The smallest and largest finite value, if there is one.
+fn finite_span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values
+        .filter(|y| y.is_finite())
+        .fold(None, |span, y| match span {
+            None => Some((y, y)),
+            Some((lo, hi)) => Some((f64::min(lo, y), f64::max(hi, y))),
+        })
+}
+
 /// A y range that holds every point, padded by 5 % of its span (at least
 /// one point of the axis).
 fn padded_range<'a>(series: impl Iterator<Item = &'a (f64, f64)>) -> (f64, f64) {
-    let (lo, hi) = series.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-        (lo.min(p.1), hi.max(p.1))
-    });
-    if !lo.is_finite() {
+    let Some((lo, hi)) = finite_span(series.map(|p| p.1)) else {
         return (0.0, 100.0);
-    }
+    };
     let pad = ((hi - lo) * 0.05).max(1.0);
     ((lo - pad).max(0.0), (hi + pad).min(100.0))
 }

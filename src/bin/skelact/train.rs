@@ -528,13 +528,7 @@ pub fn plot(dir: &Path, out: Option<&Path>) -> Result<()> {
     } else {
         None
     };
-    let name = card.as_ref().map_or_else(
-        || {
-            dir.file_name()
-                .map_or("run".into(), |n| n.to_string_lossy().into_owned())
-        },
-        |c| c.card().name.clone(),
-    );
+    let name = run_name(dir, card.as_ref());
     let mut wrote = 0;
     let csv = dir.join(history::METRICS);
     if csv.exists() {
@@ -575,6 +569,18 @@ pub fn plot(dir: &Path, out: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// A run's name in plots: its card's name when it is a model directory,
+/// else the directory's own name.
+fn run_name(dir: &Path, card: Option<&ModelDir>) -> String {
+    card.map_or_else(
+        || {
+            dir.file_name()
+                .map_or("run".into(), |n| n.to_string_lossy().into_owned())
+        },
+        |c| c.card().name.clone(),
+    )
+}
+
 /// `skelact plot DIR DIR...`: `compare.png` in `out` (default: the current
 /// directory), each run's test and training top-1 from its `metrics.csv`,
 /// legend names from `names` or each card's name or the directory's name.
@@ -601,11 +607,8 @@ pub fn plot_compare(
         histories.push(history::read_metrics(&csv)?);
         labels.push(match names.get(i) {
             Some(n) => n.clone(),
-            None if dir.join("model.toml").exists() => ModelDir::open(dir)?.card().name.clone(),
-            None => dir.file_name().map_or_else(
-                || dir.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            ),
+            None if dir.join("model.toml").exists() => run_name(dir, Some(&ModelDir::open(dir)?)),
+            None => run_name(dir, None),
         });
     }
     let runs: Vec<plot::Run> = labels
